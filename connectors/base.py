@@ -1,0 +1,56 @@
+"""The connector contract.
+
+A connector is one folder with a thin ``client`` that speaks the source's wire format and a
+``source`` that maps its payloads to ``RawMention``. The source implements ``Source``: an async
+iterator of ``Fetched`` items, each either a mention or a rejection (with the reason), and each
+carrying the cursor *after* that item. The runner (``connectors.runner``) publishes mentions to
+Kafka, rejections to the dead-letter topic, and saves the cursor only once everything up to it
+was acknowledged by Kafka.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from stimmung.schemas.mention import RawMention
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An input the source could not turn into a mention; it goes to the dead-letter topic."""
+
+    reason: str
+    error_type: str
+    payload: bytes | str
+    position: int | None = None  # line/row/sequence number, where the source has one
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    mention: RawMention | None = None
+    rejected: Rejected | None = None
+    #: Resume position after this item (opaque, JSON-serialisable); None = not resumable here.
+    cursor: Any = None
+
+    def __post_init__(self) -> None:
+        if (self.mention is None) == (self.rejected is None):
+            raise ValueError("Fetched holds exactly one of mention or rejected")
+
+
+class Source(abc.ABC):
+    #: Connector name, used for metrics labels, checkpoints and `stimmung connect <name>`.
+    name: str = "source"
+
+    @property
+    def checkpoint_key(self) -> str:
+        """Which checkpoint this source instance resumes from (per source and configuration)."""
+        return self.name
+
+    @abc.abstractmethod
+    def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
+        """Yield items from ``cursor`` on (None = from the source's configured start)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called once when the runner stops."""

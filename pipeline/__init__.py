@@ -1,0 +1,1 @@
+"""The stream pipeline: Faust enrichment agents and the Elasticsearch sink."""

@@ -1,0 +1,81 @@
+"""The Faust app: one agent consumes raw mentions and produces enriched ones.
+
+Follow one mention: raw topic -> ``enrich`` agent (micro-batch via ``take_events``; models run in
+a worker thread) -> enriched topic (keyed by mention id) -> ``stimmung.pipeline.sink`` ->
+Elasticsearch.
+
+Delivery: ``take_events`` acks a batch's events only after the loop body for that batch returned,
+and the body returns only after Kafka acknowledged every enriched message and dead letter of the
+batch. Faust commits acked offsets (after flushing its producer), so a crash re-processes at most
+the unacknowledged batch; mention ids make the repeats harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import faust
+
+from stimmung.config import Settings
+from stimmung.metrics import MENTIONS_ENRICHED
+from stimmung.models import Enricher, default_enricher
+from stimmung.pipeline.enrich import InMessage, MentionEnrichment, dead_letter_bytes, enriched_bytes
+from stimmung.pipeline.privacy import pseudonymizer_from_settings
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App:
+    kafka = settings.kafka
+    topics = kafka.topics
+    pipe = settings.pipeline
+    app = faust.App(
+        pipe.app_id,
+        broker=[f"kafka://{host}" for host in kafka.bootstrap_list],
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=topics.partitions,
+        topic_replication_factor=topics.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        datadir=str(pipe.data_dir),
+        broker_client_id=kafka.client_id,
+    )
+    processing = MentionEnrichment(enricher or default_enricher(), pseudonymizer_from_settings(settings))
+    # One thread: the models are not re-entrant and torch uses its own intra-op threads anyway.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich")
+
+    raw_topic = app.topic(topics.raw, value_type=bytes, key_type=bytes, allow_empty=True)
+    enriched_topic = app.topic(topics.enriched, value_type=bytes, key_type=bytes)
+    deadletter_topic = app.topic(topics.deadletter, value_type=bytes, key_type=bytes)
+
+    @app.agent(raw_topic, name="enrich")
+    async def enrich(stream):
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(pipe.enrich_batch_size, within=pipe.enrich_batch_wait_s):
+            messages = [
+                InMessage(topic=e.message.topic, partition=e.message.partition, offset=e.message.offset,
+                          key=e.message.key, value=e.message.value)
+                for e in events
+            ]
+            enriched, letters = await loop.run_in_executor(executor, processing.process, messages)
+            sends = []
+            for mention in enriched:
+                sends.append(await enriched_topic.send(
+                    key=mention.mention_id.encode(), value=enriched_bytes(mention), force=True))
+            for letter in letters:
+                sends.append(await deadletter_topic.send(
+                    key=(letter.key or "").encode() or None, value=dead_letter_bytes(letter), force=True))
+            # Wait for the broker's acks before this batch's offsets may be committed.
+            await asyncio.gather(*sends)
+            for mention in enriched:
+                MENTIONS_ENRICHED.labels(language=mention.language).inc()
+            if letters:
+                log.warning("dead-lettered malformed raw mentions", extra={"count": len(letters)})
+
+    app.stimmung_settings = settings  # for the worker command
+    return app

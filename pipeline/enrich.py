@@ -1,0 +1,115 @@
+"""Turns a micro-batch of raw Kafka messages into enriched mentions and dead letters.
+
+Pure and synchronous (no Kafka here), so the Faust agent can run it in a worker thread and the
+unit tests can run it directly. The author handle is replaced by its keyed pseudonym here, the
+last place a handle exists: nothing downstream (topic, sink, index) ever sees one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from pydantic import ValidationError
+
+from stimmung.metrics import ENRICH_BATCH_SECONDS, ENRICH_BATCH_SIZE
+from stimmung.models.base import Enricher, MentionText
+from stimmung.schemas.deadletter import DeadLetter
+from stimmung.schemas.mention import EnrichedMention, PseudonymousAuthor, RawMention
+from stimmung.schemas.pseudonym import Pseudonymizer
+
+
+@dataclass(frozen=True, slots=True)
+class InMessage:
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+def _reason(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in err.errors())
+
+
+class MentionEnrichment:
+    def __init__(self, enricher: Enricher, pseudonymizer: Pseudonymizer):
+        self.enricher = enricher
+        self.pseudonymizer = pseudonymizer
+
+    def _dead_letter(self, msg: InMessage, error_type: str, reason: str) -> DeadLetter:
+        return DeadLetter(
+            stage="enrich",
+            reason=reason,
+            error_type=error_type,
+            source=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key.decode("utf-8", "replace") if msg.key else None,
+            payload=DeadLetter.encode_payload(msg.value),
+        )
+
+    def parse(self, messages: Sequence[InMessage]) -> tuple[list[RawMention], list[DeadLetter]]:
+        mentions, letters = [], []
+        for msg in messages:
+            if not msg.value:
+                letters.append(self._dead_letter(msg, "empty", "message has no value"))
+                continue
+            try:
+                mentions.append(RawMention.model_validate_json(msg.value))
+            except ValidationError as err:
+                kind = "json" if any(e["type"] == "json_invalid" for e in err.errors()) else "validation"
+                letters.append(self._dead_letter(msg, kind, _reason(err)))
+        return mentions, letters
+
+    def process(self, messages: Sequence[InMessage]) -> tuple[list[EnrichedMention], list[DeadLetter]]:
+        raws, letters = self.parse(messages)
+        if not raws:
+            return [], letters
+        started = time.perf_counter()
+        # Exact duplicates in one batch (re-deliveries) are enriched once and emitted once.
+        unique: dict[str, RawMention] = {}
+        for raw in raws:
+            unique[raw.mention_id] = raw
+        batch = list(unique.values())
+        annotations = self.enricher.enrich(
+            [MentionText(text=r.text, language_hint=r.language_hint, platform=r.platform) for r in batch]
+        )
+        ENRICH_BATCH_SIZE.observe(len(batch))
+        ENRICH_BATCH_SECONDS.observe(time.perf_counter() - started)
+        versions = self.enricher.model_versions
+        enriched = []
+        for raw, ann in zip(batch, annotations, strict=True):
+            author = None
+            if raw.author is not None:
+                author = PseudonymousAuthor(
+                    pseudonym=self.pseudonymizer.pseudonym(raw.platform, raw.author.handle),
+                    follower_count=raw.author.follower_count,
+                )
+            base = raw.model_dump(exclude={"author", "raw", "mention_id"})
+            enriched.append(
+                EnrichedMention(
+                    **base,
+                    author=author,
+                    language=ann.language,
+                    language_confidence=round(ann.language_confidence, 4),
+                    language_source=ann.language_source,
+                    sentiment=ann.sentiment,
+                    topics=ann.topics,
+                    brands=ann.brands,
+                    model_versions=versions,
+                )
+            )
+        return enriched, letters
+
+
+def dead_letter_bytes(letter: DeadLetter) -> bytes:
+    return letter.model_dump_json().encode("utf-8")
+
+
+def enriched_bytes(mention: EnrichedMention) -> bytes:
+    return mention.model_dump_json().encode("utf-8")
+
+
+__all__ = ["InMessage", "MentionEnrichment", "dead_letter_bytes", "enriched_bytes"]

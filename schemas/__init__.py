@@ -1,0 +1,28 @@
+"""Pydantic models of every message and document Stimmung produces."""
+
+from stimmung.schemas.alert import Alert, AlertSample
+from stimmung.schemas.deadletter import DeadLetter
+from stimmung.schemas.ids import mention_id
+from stimmung.schemas.mention import (
+    Author,
+    BrandMatch,
+    EnrichedMention,
+    Engagement,
+    PseudonymousAuthor,
+    RawMention,
+    SentimentResult,
+    TopicScore,
+)
+
+# Every model whose JSON Schema is exported to schemas/json/ (file name -> model).
+EXPORTED = {
+    "raw_mention": RawMention,
+    "enriched_mention": EnrichedMention,
+    "alert": Alert,
+    "dead_letter": DeadLetter,
+}
+
+__all__ = [
+    "Alert", "AlertSample", "Author", "BrandMatch", "DeadLetter", "EXPORTED", "EnrichedMention",
+    "Engagement", "PseudonymousAuthor", "RawMention", "SentimentResult", "TopicScore", "mention_id",
+]

@@ -1,0 +1,308 @@
+"""The `stimmung` command: one entry point, a subcommand per role."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from stimmung.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("stimmung")
+
+
+class Context:
+    def __init__(self, config: str | None, log_level: str | None, log_format: str | None):
+        self.config = config
+        self.log_level = log_level
+        self.log_format = log_format
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            overrides = {}
+            if self.log_level:
+                overrides["log_level"] = self.log_level
+            if self.log_format:
+                overrides["log_format"] = self.log_format
+            self._settings = load_settings(self.config, **overrides)
+            from stimmung.logs import setup_logging
+
+            setup_logging(self._settings.log_level, self._settings.log_format)
+        return self._settings
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+class _Group(click.Group):
+    """Turns known user-facing errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from stimmung.kafka import KafkaUnavailable
+        from stimmung.localstack import StackError
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, StackError, KafkaUnavailable) as err:
+            _fail(str(err))
+
+
+@click.group(cls=_Group)
+@click.option("--config", "config", envvar="STIMMUNG_CONFIG", type=click.Path(dir_okay=False),
+              help="YAML settings file (also STIMMUNG_CONFIG).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default=None)
+@click.option("--log-format", type=click.Choice(["json", "text"]), default=None)
+@click.version_option(package_name="stimmung")
+@click.pass_context
+def main(ctx: click.Context, config: str | None, log_level: str | None, log_format: str | None) -> None:
+    """Stimmung: streaming social listening for social CRM."""
+    ctx.obj = Context(config, log_level, log_format)
+
+
+# --- settings and schemas -------------------------------------------------------------------------
+@main.command("config")
+@click.pass_obj
+def show_config(obj: Context) -> None:
+    """Print the effective settings (secrets masked)."""
+    click.echo(json.dumps(obj.settings.model_dump(mode="json"), indent=2))
+
+
+@main.group()
+def schemas() -> None:
+    """JSON Schema files of every message model."""
+
+
+@schemas.command("export")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+def schemas_export(out: Path | None) -> None:
+    """Write schemas/json/*.schema.json from the pydantic models."""
+    from stimmung.schemas.export import JSON_DIR, write_all
+
+    for path in write_all(out or JSON_DIR):
+        _say(f"wrote {path}")
+
+
+@schemas.command("check")
+def schemas_check() -> None:
+    """Exit 1 when a committed schema file differs from its model."""
+    from stimmung.schemas.export import stale_files
+
+    stale = stale_files()
+    if stale:
+        _fail(f"out of date: {', '.join(stale)} (run `stimmung schemas export`)", code=1)
+    _say("schemas are current")
+
+
+# --- local stack -----------------------------------------------------------------------------------
+@main.group()
+def stack() -> None:
+    """The local stack: real Kafka (KRaft) and Elasticsearch on loopback, no Docker."""
+
+
+_only = click.option("--only", multiple=True, type=click.Choice(["kafka", "elasticsearch"]),
+                     help="Limit to one service (repeatable).")
+
+
+@stack.command("up")
+@_only
+@click.pass_obj
+def stack_up(obj: Context, only: tuple[str, ...]) -> None:
+    """Fetch (first run), start and health-check the services. Idempotent."""
+    from stimmung.localstack import LocalStack
+
+    statuses = LocalStack(obj.settings.stack, report=_say).up(list(only) or None)
+    for st in statuses:
+        click.echo(f"{st.name:<14} {st.state:<9} {st.endpoint}")
+
+
+@stack.command("down")
+@_only
+@click.pass_obj
+def stack_down(obj: Context, only: tuple[str, ...]) -> None:
+    """Stop the services (data stays in the state folder)."""
+    from stimmung.localstack import LocalStack
+
+    for line in LocalStack(obj.settings.stack, report=_say).down(list(only) or None):
+        click.echo(line)
+
+
+@stack.command("status")
+@_only
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def stack_status(obj: Context, only: tuple[str, ...], as_json: bool) -> None:
+    """Show each service's state; exit 1 unless all are running."""
+    from stimmung.localstack import LocalStack
+
+    statuses = LocalStack(obj.settings.stack).status(list(only) or None)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in statuses], indent=2))
+    else:
+        for st in statuses:
+            click.echo(f"{st.name:<14} {st.state:<9} {st.endpoint}" + (f"  pid {st.pid}" if st.pid else ""))
+            if st.detail and st.state != "running":
+                click.echo("  " + st.detail.replace("\n", "\n  "))
+    if any(s.state != "running" for s in statuses):
+        sys.exit(1)
+
+
+# --- Kafka topics ----------------------------------------------------------------------------------
+@main.command("topics")
+@click.pass_obj
+def topics(obj: Context) -> None:
+    """Create the configured topics if they are missing."""
+    from stimmung.kafka import ensure_topics
+
+    created = ensure_topics(obj.settings.kafka)
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+# --- connectors ------------------------------------------------------------------------------------
+def run_import(settings: Settings, path: Path, fmt: str | None, platform: str | None,
+               mapping: dict[str, str], resume: bool, rejects: Path | None, show_progress: bool = True):
+    """Import one file (shared by `stimmung import` and the demo). Returns the RunReport."""
+    from tqdm import tqdm
+
+    from stimmung.connectors.checkpoints import CheckpointStore
+    from stimmung.connectors.fileimport import FileImportSource
+    from stimmung.connectors.runner import SourceRunner
+    from stimmung.kafka import DeadLetters, ensure_topics, make_producer
+
+    columns = {**settings.importer.columns, **mapping}
+    if mapping:  # validate the merged mapping through the settings model: clear field errors
+        from stimmung.config import merge_overrides
+
+        settings = merge_overrides(settings, {"importer": {"columns": columns}})
+    source = FileImportSource(path, columns, platform or settings.importer.platform, fmt,
+                              settings.importer.csv_delimiter)
+    ensure_topics(settings.kafka)
+    producer = make_producer(settings.kafka)
+    bar = tqdm(desc=f"import {path.name}", unit=" rows", disable=not show_progress, file=sys.stderr)
+    seen = [0]
+
+    def progress(report) -> None:
+        done = report.published + report.rejected
+        bar.update(done - seen[0])
+        seen[0] = done
+        bar.set_postfix(published=report.published, rejected=report.rejected)
+
+    try:
+        runner = SourceRunner(
+            source, producer, settings.kafka.topics.raw, DeadLetters(producer, settings.kafka.topics.deadletter),
+            CheckpointStore(Path(settings.stack.state_dir).parent / "checkpoints"), on_progress=progress,
+        )
+        report = asyncio.run(runner.run(resume=resume))
+    finally:
+        bar.close()
+        producer.close()
+    if rejects is not None:
+        with open(rejects, "w", encoding="utf-8") as fh:
+            for letter in report.rejections:
+                fh.write(letter.model_dump_json() + "\n")
+    return report
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None,
+              help="Default: from the file name (.csv, .tsv, .jsonl/.ndjson, optionally .gz).")
+@click.option("--platform", default=None, help="Platform for rows without a platform column.")
+@click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN",
+              help="Column mapping override, e.g. --map text=message --map author_handle=user.screen_name")
+@click.option("--resume/--no-resume", default=True, help="Continue an interrupted import of the same file.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write rejected rows (JSON Lines, with reasons) to this file.")
+@click.pass_obj
+def import_file(obj: Context, path: Path, fmt: str | None, platform: str | None, maps: tuple[str, ...],
+                resume: bool, rejects: Path | None) -> None:
+    """Import a CSV/TSV/JSONL export and publish its rows as raw mentions."""
+    from stimmung.connectors.fileimport import ImportFileError
+
+    mapping = {}
+    for item in maps:
+        field, sep, column = item.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            _fail(f"--map expects FIELD=COLUMN, got {item!r}")
+        mapping[field.strip()] = column.strip()
+    try:
+        report = run_import(obj.settings, path, fmt, platform, mapping, resume, rejects)
+    except ImportFileError as err:
+        _fail(str(err))
+    click.echo(f"published {report.published} mention(s), rejected {report.rejected} row(s) "
+               f"in {report.seconds:.1f}s")
+    for letter in report.rejections[:20]:
+        click.echo(f"  row {letter.offset}: {letter.error_type}: {letter.reason}")
+    if report.rejected > 20:
+        click.echo(f"  ... {report.rejected - 20} more (all on topic {obj.settings.kafka.topics.deadletter})")
+    if report.rejected:
+        click.echo(f"rejected rows are on the dead-letter topic {obj.settings.kafka.topics.deadletter}"
+                   + (f" and in {rejects}" if rejects else ""))
+
+
+# --- pipeline roles --------------------------------------------------------------------------------
+@main.command("worker")
+@click.pass_obj
+def worker(obj: Context) -> None:
+    """Run the Faust enrichment worker (raw -> enriched)."""
+    import faust
+
+    from stimmung.kafka import ensure_topics
+    from stimmung.logs import logging_config
+    from stimmung.metrics import serve
+    from stimmung.pipeline.app import build_app
+    from stimmung.pipeline.privacy import pseudonymizer_from_settings
+
+    s = obj.settings
+    pseudonymizer_from_settings(s)  # fail fast, before Kafka, when the key is missing
+    ensure_topics(s.kafka)
+    serve(s.metrics.port, s.metrics.host)
+    app = build_app(s)
+    faust.Worker(app, loglevel=s.log_level.lower(),
+                 logging_config=logging_config(s.log_level, s.log_format)).execute_from_commandline()
+
+
+@main.command("sink")
+@click.pass_obj
+def sink(obj: Context) -> None:
+    """Run the Elasticsearch sink (enriched -> index)."""
+    from stimmung.kafka import ensure_topics
+    from stimmung.metrics import serve
+    from stimmung.pipeline.sink import ElasticsearchSink, install_signal_handlers
+
+    s = obj.settings
+    ensure_topics(s.kafka)
+    serve(s.metrics.port, s.metrics.host)
+    runner = ElasticsearchSink(s)
+    install_signal_handlers(runner)
+    runner.run()
+
+
+@main.command("demo")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Import this file instead of the bundled sample.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for indexing.")
+@click.option("--keep-stack/--stop-stack", default=True, show_default=True,
+              help="Leave Kafka and Elasticsearch running afterwards so you can search.")
+@click.pass_obj
+def demo(obj: Context, path: Path | None, timeout: float, keep_stack: bool) -> None:
+    """The main job on the embedded default: local stack + sample -> enriched, searchable mentions."""
+    from stimmung.demo import run_demo
+
+    sys.exit(run_demo(obj.settings, path, timeout, keep_stack, config_file=obj.config, say=_say))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

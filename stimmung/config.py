@@ -1,0 +1,272 @@
+"""One settings model for every Stimmung component.
+
+Sources, highest priority first: explicit overrides (CLI flags), environment variables
+(``STIMMUNG_`` prefix, ``__`` between nested names, e.g. ``STIMMUNG_KAFKA__BOOTSTRAP_SERVERS``),
+the YAML file named by ``--config`` or ``STIMMUNG_CONFIG``, then the defaults below.
+
+Secrets (pseudonymisation key, Elasticsearch credentials) come only from the environment or
+from mounted files (``*_file`` fields); they are ``SecretStr`` so they never show up in logs
+or reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+
+class ConfigError(Exception):
+    """Settings could not be loaded; the message names every bad field."""
+
+
+def _default_cache_dir() -> Path:
+    # Elasticsearch refuses to run as root, so as root we run it as a dedicated user; that user
+    # must be able to read the unpacked distribution, which /root/.cache does not allow.
+    if os.geteuid() == 0:
+        return Path("/var/cache/stimmung")
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stimmung"
+
+
+def _default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/stimmung/stack")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "stimmung" / "stack"
+
+
+class TopicSettings(BaseModel):
+    raw: str = "stimmung.mentions.raw"
+    enriched: str = "stimmung.mentions.enriched"
+    deadletter: str = "stimmung.deadletter"
+    alerts: str = "stimmung.alerts"
+    partitions: int = Field(3, ge=1, description="Partitions per topic: the unit of parallelism for workers")
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+    deadletter_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=60_000)
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "stimmung"
+    topics: TopicSettings = TopicSettings()
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts or any(":" not in h for h in hosts):
+            raise ValueError("expected host:port[,host:port...]")
+        return ",".join(hosts)
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return self.bootstrap_servers.split(",")
+
+
+class ElasticsearchSettings(BaseModel):
+    url: str = "http://127.0.0.1:9200"
+    mentions_index: str = "stimmung-mentions"
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    ca_certs: Path | None = None
+    request_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class PipelineSettings(BaseModel):
+    app_id: str = "stimmung"
+    enrich_batch_size: int = Field(64, ge=1, le=4096)
+    enrich_batch_wait_s: float = Field(0.5, gt=0)
+    sink_batch_size: int = Field(500, ge=1)
+    sink_batch_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    sink_batch_wait_s: float = Field(1.0, gt=0)
+    sink_max_retries: int = Field(8, ge=0)
+    # Faust keeps its own local state here (table stores, offsets of standby replicas).
+    data_dir: Path = Path("/tmp/stimmung-faust")
+
+
+class PrivacySettings(BaseModel):
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_file: Path | None = None
+
+
+class MetricsSettings(BaseModel):
+    port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 disables the endpoint")
+    host: str = "0.0.0.0"
+
+
+class StackSettings(BaseModel):
+    """The local development/test stack (real Kafka + Elasticsearch on loopback)."""
+
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    kafka_version: str = "4.1.1"
+    elasticsearch_version: str = "8.19.21"
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    es_http_port: int = Field(9200, ge=1, le=65535)
+    es_transport_port: int = Field(9300, ge=1, le=65535)
+    kafka_heap: str = "512m"
+    es_heap: str = "1g"
+    es_user: str = "stimmung-es"
+    java_home: Path | None = None
+    start_timeout_s: float = Field(180.0, gt=0)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "StackSettings":
+        ports = [self.kafka_port, self.kafka_controller_port, self.es_http_port, self.es_transport_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"stack ports must be distinct, got {ports}")
+        return self
+
+
+class ImportSettings(BaseModel):
+    """Column mapping for CSV/JSONL imports: RawMention field -> column (dots reach into JSON)."""
+
+    platform: str = "import"
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {
+            "native_id": "id",
+            "text": "text",
+            "created_at": "created_at",
+            "url": "url",
+            "author_handle": "author",
+            "author_display_name": "author_name",
+            "author_follower_count": "followers",
+            "language_hint": "lang",
+            "platform": "platform",
+            "reply_to_id": "reply_to",
+            "thread_id": "thread_id",
+            "likes": "likes",
+            "shares": "shares",
+            "replies": "replies",
+        }
+    )
+    csv_delimiter: str = ","
+
+    @field_validator("columns")
+    @classmethod
+    def _required_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        from stimmung.connectors.fileimport.source import MAPPABLE_FIELDS
+
+        unknown = sorted(set(value) - MAPPABLE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown target field(s) {unknown}; known: {sorted(MAPPABLE_FIELDS)}")
+        missing = sorted({"native_id", "text", "created_at"} - set(value))
+        if missing:
+            raise ValueError(f"mapping must name a column for {missing}")
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STIMMUNG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    kafka: KafkaSettings = KafkaSettings()
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    stack: StackSettings = StackSettings()
+    importer: ImportSettings = ImportSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = os.environ.get("STIMMUNG_CONFIG")
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings; raise ConfigError naming each bad field (never a traceback for users)."""
+    previous = os.environ.get("STIMMUNG_CONFIG")
+    try:
+        if config_file is not None:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            os.environ["STIMMUNG_CONFIG"] = str(path)
+        elif previous and not Path(previous).is_file():
+            raise ConfigError(f"STIMMUNG_CONFIG names a missing file: {previous}")
+        try:
+            return Settings(**overrides)
+        except ValidationError as err:
+            raise ConfigError(_format_errors(err)) from None
+        except Exception as err:  # YAML syntax errors and the like
+            raise ConfigError(f"could not read settings: {err}") from None
+    finally:
+        if config_file is not None:
+            if previous is None:
+                os.environ.pop("STIMMUNG_CONFIG", None)
+            else:
+                os.environ["STIMMUNG_CONFIG"] = previous
+
+
+def read_secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
+    """A secret given directly (env) or as a mounted file; the file wins when both are set."""
+    if file is not None:
+        try:
+            content = Path(file).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ConfigError(f"{name}: cannot read secret file {file}: {err.strerror}") from None
+        if not content:
+            raise ConfigError(f"{name}: secret file {file} is empty")
+        return content
+    if value is not None:
+        secret = value.get_secret_value().strip()
+        return secret or None
+    return None
+
+
+def merge_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """Return a copy of settings with nested overrides applied and validated."""
+    data = _deep_merge(settings.model_dump(), overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None

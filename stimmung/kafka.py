@@ -1,0 +1,145 @@
+"""Kafka plumbing shared by connectors, the pipeline and the sink (kafka-python).
+
+* ``ensure_topics`` creates the project's topics with the configured partitions, replication and
+  retention when they are missing (idempotent; existing topics are left alone).
+* ``make_producer`` returns a producer configured for at-least-once delivery: ``acks=all``,
+  idempotence on, bounded buffer (``send`` blocks when Kafka is slow: backpressure, not memory).
+* ``DeadLetters`` writes ``DeadLetter`` records to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+
+# kafka-python 3 reports an unreachable cluster as a bootstrap timeout or a connection error.
+_UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError)
+
+from stimmung.config import KafkaSettings
+from stimmung.metrics import DEAD_LETTERS
+from stimmung.schemas.deadletter import DeadLetter
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(RuntimeError):
+    pass
+
+
+def admin_client(settings: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=settings.bootstrap_list,
+                client_id=f"{settings.client_id}-admin",
+                request_timeout_ms=int(min(timeout_s, 30) * 1000),
+            )
+        except _UNREACHABLE:
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailable(
+                    f"no Kafka broker reachable at {settings.bootstrap_servers} "
+                    f"(is the stack up? try `stimmung stack up`)"
+                ) from None
+            time.sleep(1.0)
+
+
+def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
+    t = settings.topics
+    # Mentions are keyed by mention id: compaction would also work, but analysts replay by time,
+    # so plain retention it is. Dead letters live longer: somebody has to look at them.
+    common = {"retention.ms": str(t.retention_ms)}
+    specs = [
+        NewTopic(t.raw, t.partitions, t.replication_factor, topic_configs=common),
+        NewTopic(t.enriched, t.partitions, t.replication_factor, topic_configs=common),
+        NewTopic(t.alerts, t.partitions, t.replication_factor, topic_configs=common),
+        NewTopic(
+            t.deadletter, t.partitions, t.replication_factor,
+            topic_configs={"retention.ms": str(t.deadletter_retention_ms)},
+        ),
+    ]
+    return specs
+
+
+def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics; return the names created (empty when all existed)."""
+    admin = admin_client(settings, timeout_s)
+    try:
+        existing = set(admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        created = []
+        for spec in missing:
+            try:
+                admin.create_topics([spec], timeout_ms=int(timeout_s * 1000))
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race: fine
+        if created:
+            log.info("created topics", extra={"topics": created})
+        return created
+    finally:
+        admin.close()
+
+
+def make_producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
+    config = dict(
+        bootstrap_servers=settings.bootstrap_list,
+        client_id=settings.client_id,
+        acks="all",
+        enable_idempotence=True,
+        retries=2**31 - 1,
+        max_in_flight_requests_per_connection=5,
+        linger_ms=20,
+        compression_type=None,
+        buffer_memory=32 * 1024 * 1024,
+        max_block_ms=120_000,
+        key_serializer=lambda k: k.encode("utf-8") if isinstance(k, str) else k,
+    )
+    config.update(overrides)
+    try:
+        return KafkaProducer(**config)
+    except _UNREACHABLE:
+        raise KafkaUnavailable(
+            f"no Kafka broker reachable at {settings.bootstrap_servers} (is the stack up? try `stimmung stack up`)"
+        ) from None
+
+
+class DeadLetters:
+    """Sends dead letters with the reason; ``flush()`` before committing the inputs they replace."""
+
+    def __init__(self, producer: KafkaProducer, topic: str):
+        self.producer = producer
+        self.topic = topic
+        self._pending = []
+
+    def send(self, letter: DeadLetter) -> None:
+        DEAD_LETTERS.labels(stage=letter.stage, reason=letter.error_type).inc()
+        log.warning(
+            "dead letter",
+            extra={"stage": letter.stage, "error_type": letter.error_type, "reason": letter.reason[:500],
+                   "source": letter.source, "offset": letter.offset},
+        )
+        value = letter.model_dump_json().encode("utf-8")
+        self._pending.append(self.producer.send(self.topic, key=letter.key, value=value))
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Block until every dead letter sent so far is acknowledged (raises on failure)."""
+        self.producer.flush(timeout=timeout_s)
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.get(timeout=timeout_s)
+
+
+def encode_json(obj) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+__all__ = [
+    "DeadLetters", "KafkaError", "KafkaUnavailable", "admin_client", "encode_json", "ensure_topics",
+    "make_producer", "topic_specs",
+]

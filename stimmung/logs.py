@@ -1,0 +1,42 @@
+"""Structured logging: one JSON object per line (or plain text for humans at a terminal).
+
+The same dictConfig serves our CLI processes and the Faust worker (which takes a
+``logging_config``), so every component logs in one shape. Structured context goes in
+``extra={...}`` and becomes JSON keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from typing import Any
+
+# Libraries that are chatty at INFO about things operators do not act on.
+_QUIET = ("kafka", "aiokafka", "elastic_transport", "urllib3", "faust.transport", "mode", "faust")
+
+
+def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
+    formatter: dict[str, Any]
+    if fmt == "json":
+        formatter = {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+        }
+    else:
+        formatter = {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
+    quiet_level = max(logging.WARNING, logging.getLevelName(level))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"stimmung": formatter},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "stimmung", "stream": "ext://sys.stderr"},
+        },
+        "loggers": {name: {"level": logging.getLevelName(quiet_level)} for name in _QUIET},
+        "root": {"level": level, "handlers": ["stderr"]},
+    }
+
+
+def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
+    logging.config.dictConfig(logging_config(level, fmt))

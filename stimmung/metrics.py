@@ -1,0 +1,59 @@
+"""Prometheus metrics shared by every component (conventional names: *_total, *_seconds, *_bytes).
+
+Every component calls ``serve(settings.metrics)`` once; the port 0 default disables the HTTP
+endpoint (tests and one-shot CLI runs), while deployments set a port per role.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+MENTIONS_FETCHED = Counter(
+    "stimmung_mentions_fetched_total", "Mentions read from a source", ["connector"]
+)
+MENTIONS_PUBLISHED = Counter(
+    "stimmung_mentions_published_total", "Raw mentions acknowledged by Kafka", ["connector"]
+)
+MENTIONS_ENRICHED = Counter(
+    "stimmung_mentions_enriched_total", "Mentions enriched and acknowledged by Kafka", ["language"]
+)
+MENTIONS_INDEXED = Counter(
+    "stimmung_mentions_indexed_total", "Documents acknowledged by Elasticsearch", ["index"]
+)
+DEAD_LETTERS = Counter(
+    "stimmung_dead_letters_total", "Inputs sent to the dead-letter topic", ["stage", "reason"]
+)
+ENRICH_BATCH_SIZE = Histogram(
+    "stimmung_enrich_batch_size", "Mentions per enrichment micro-batch",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+ENRICH_BATCH_SECONDS = Histogram(
+    "stimmung_enrich_batch_duration_seconds", "Model time per enrichment micro-batch",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SINK_BULK_SECONDS = Histogram(
+    "stimmung_sink_bulk_duration_seconds", "Elasticsearch bulk request latency",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+SINK_BULK_BYTES = Histogram(
+    "stimmung_sink_bulk_size_bytes", "Bytes per Elasticsearch bulk request",
+    buckets=(1e3, 1e4, 1e5, 5e5, 1e6, 5e6, 1e7),
+)
+SINK_RETRIES = Counter(
+    "stimmung_sink_retries_total", "Bulk items or requests retried", ["reason"]
+)
+SINK_UP = Gauge("stimmung_sink_elasticsearch_up", "1 when the last bulk request reached Elasticsearch")
+
+_served: set[int] = set()
+
+
+def serve(port: int, host: str = "0.0.0.0") -> None:
+    """Expose /metrics on ``port`` (idempotent; 0 = disabled)."""
+    if port and port not in _served:
+        start_http_server(port, addr=host)
+        _served.add(port)
+        log.info("metrics endpoint listening", extra={"port": port})

@@ -1,0 +1,173 @@
+"""One mention's whole path against real servers: file -> Kafka -> Faust worker -> Kafka -> sink -> Elasticsearch."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from elasticsearch import Elasticsearch
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from stimmung.cli import run_import
+from stimmung.demo import sample_path
+from stimmung.schemas import DeadLetter, EnrichedMention, RawMention
+from stimmung.schemas.pseudonym import Pseudonymizer
+
+from .conftest import PSEUDONYM_KEY, wait_for
+
+SAMPLE_GOOD = 46
+SAMPLE_BAD = 2
+
+
+def es(settings) -> Elasticsearch:
+    return Elasticsearch(settings.elasticsearch.url)
+
+
+def count(settings) -> int:
+    client = es(settings)
+    index = settings.elasticsearch.mentions_index
+    if not client.indices.exists(index=index):
+        return 0
+    client.indices.refresh(index=index)
+    return client.count(index=index)["count"]
+
+
+def read_topic(settings, topic: str, expected: int, timeout_s: float = 60.0) -> list[bytes]:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_list, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=2000)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    values = []
+    deadline = datetime.now().timestamp() + timeout_s
+    while len(values) < expected and datetime.now().timestamp() < deadline:
+        for records in consumer.poll(timeout_ms=1000).values():
+            values.extend(r.value for r in records)
+    consumer.close()
+    return values
+
+
+def all_docs(settings) -> list[dict]:
+    client = es(settings)
+    client.indices.refresh(index=settings.elasticsearch.mentions_index)
+    resp = client.search(index=settings.elasticsearch.mentions_index, size=1000, version=True,
+                         query={"match_all": {}})
+    return resp["hits"]["hits"]
+
+
+def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(settings, roles):
+    roles.start("worker", "sink")
+    report = run_import(settings, sample_path(), None, None, {}, resume=False, rejects=None, show_progress=False)
+    assert (report.published, report.rejected) == (SAMPLE_GOOD, SAMPLE_BAD)
+
+    wait_for(lambda: count(settings) >= SAMPLE_GOOD, timeout=180, check=roles.check_alive, message="sample indexed")
+    hits = all_docs(settings)
+    assert len(hits) == SAMPLE_GOOD
+    docs = {h["_id"]: h["_source"] for h in hits}
+    # _id is the stable mention id, and every document is a valid EnrichedMention plus index fields
+    for doc_id, doc in docs.items():
+        mention = EnrichedMention.model_validate(
+            {k: v for k, v in doc.items() if k not in ("@timestamp", "topic_labels", "brand_names", "text_de", "text_en")})
+        assert mention.mention_id == doc_id
+    by_native = {d["native_id"]: d for d in docs.values()}
+    first = by_native["sample-001"]
+    assert first["language"] == "de" and first["text_de"] == first["text"]
+    assert by_native["sample-025"]["language"] == "en" and "text_en" in by_native["sample-025"]
+    assert first["author"]["pseudonym"] == Pseudonymizer(PSEUDONYM_KEY).pseudonym("mastodon", "bahnfahrerin")
+    assert first["author"]["follower_count"] == 312
+    langs = {d["language"] for d in docs.values()}
+    assert {"de", "en"} <= langs
+    # privacy: no handle or display name anywhere in the index (the sample's URLs aside, which
+    # are the posts' public addresses)
+    for doc in docs.values():
+        body = json.dumps({k: v for k, v in doc.items() if k != "url"}, ensure_ascii=False)
+        assert "bahnfahrerin" not in body and "Jana K." not in body and "display_name" not in body
+
+    letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, SAMPLE_BAD)]
+    assert len(letters) == SAMPLE_BAD
+    assert {l.stage for l in letters} == {"connector"}
+    reasons = " | ".join(l.reason for l in letters)
+    assert "not ISO 8601" in reasons and "invalid JSON" in reasons
+
+    # Re-importing the same file: every document is overwritten (version 2), none duplicated.
+    run_import(settings, sample_path(), None, None, {}, resume=False, rejects=None, show_progress=False)
+    wait_for(lambda: all(h["_version"] >= 2 for h in all_docs(settings)), timeout=180, check=roles.check_alive,
+             message="re-import processed")
+    assert count(settings) == SAMPLE_GOOD
+
+    # Offsets: the sink committed everything it consumed, only after indexing it.
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
+    committed = admin.list_consumer_group_offsets(f"{settings.pipeline.app_id}-sink")
+    admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_list)
+    ends = consumer.end_offsets([tp for tp in committed])
+    consumer.close()
+    wait_for(lambda: all(committed[tp].offset == ends[tp] for tp in committed) or _refresh(committed, settings, ends),
+             timeout=30, message="sink offsets committed")
+
+
+def _refresh(committed, settings, ends) -> bool:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_list)
+    committed.update(admin.list_consumer_group_offsets(f"{settings.pipeline.app_id}-sink"))
+    admin.close()
+    return all(committed[tp].offset == ends[tp] for tp in committed)
+
+
+def _raw(native_id: str, text: str) -> bytes:
+    return RawMention(platform="webhook", native_id=native_id, text=text, created_at=datetime.now(timezone.utc),
+                      author={"handle": "someone"}).model_dump_json().encode()
+
+
+def test_malformed_raw_message_is_dead_lettered_by_the_worker_and_the_stream_goes_on(settings, roles):
+    from stimmung.kafka import ensure_topics
+
+    ensure_topics(settings.kafka)
+    roles.start("worker", "sink")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    topic = settings.kafka.topics.raw
+    producer.send(topic, key=b"a", value=_raw("a", "Die Lieferung ist wieder zu spät gekommen."))
+    producer.send(topic, key=b"b", value=b'{"platform": "webhook", "text": 42')
+    producer.send(topic, key=b"c", value=json.dumps({"platform": "webhook", "native_id": "c"}).encode())
+    producer.send(topic, key=b"d", value=_raw("d", "Great support today, thanks a lot!"))
+    producer.flush()
+    producer.close()
+
+    wait_for(lambda: count(settings) == 2, timeout=180, check=roles.check_alive, message="good messages indexed")
+    letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 2)]
+    assert sorted(l.key for l in letters) == ["b", "c"]
+    assert all(l.stage == "enrich" and l.source == topic and l.offset is not None for l in letters)
+    by_key = {l.key: l for l in letters}
+    assert by_key["b"].error_type == "json" and by_key["b"].payload.startswith('{"platform"')
+    assert by_key["c"].error_type == "validation" and "text" in by_key["c"].reason
+
+
+def test_document_elasticsearch_refuses_is_dead_lettered_with_its_reason_while_batch_mates_are_indexed(settings, roles):
+    from stimmung.kafka import ensure_topics
+
+    ensure_topics(settings.kafka)
+    base = dict(platform="csv", text="Paket kam beschädigt an", created_at=datetime.now(timezone.utc),
+                language="de", language_confidence=0.99, language_source="model")
+    good1 = EnrichedMention(native_id="g1", **base)
+    # Valid for the schema, but out of range for Elasticsearch's `long`: a real mapping error.
+    bad = EnrichedMention(native_id="bad", engagement={"views": 2**70}, **base)
+    good2 = EnrichedMention(native_id="g2", **base)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    for m in (good1, bad, good2):
+        producer.send(settings.kafka.topics.enriched, key=m.mention_id.encode(), value=m.model_dump_json().encode(),
+                      partition=0)
+    producer.send(settings.kafka.topics.enriched, key=b"junk", value=b"not json at all", partition=0)
+    producer.flush()
+    producer.close()
+
+    roles.start("sink")
+    wait_for(lambda: count(settings) == 2, timeout=120, check=roles.check_alive, message="batch-mates indexed")
+    letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 2)]
+    by_key = {l.key: l for l in letters}
+    assert set(by_key) == {bad.mention_id, "junk"}
+    refused = by_key[bad.mention_id]
+    assert refused.stage == "sink" and refused.error_type in ("mapper_parsing_exception", "document_parsing_exception")
+    assert "views" in refused.reason
+    assert EnrichedMention.model_validate_json(refused.payload).native_id == "bad"
+    assert by_key["junk"].error_type == "json"
+    ids = {h["_source"]["native_id"] for h in all_docs(settings)}
+    assert ids == {"g1", "g2"}

@@ -1,0 +1,71 @@
+import pytest
+
+from stimmung.config import ConfigError, load_settings, read_secret
+
+
+def test_defaults_load(monkeypatch):
+    s = load_settings()
+    assert s.kafka.topics.raw == "stimmung.mentions.raw"
+    assert s.elasticsearch.url.startswith("http://")
+
+
+def test_env_overrides_nested_fields(monkeypatch):
+    monkeypatch.setenv("STIMMUNG_KAFKA__BOOTSTRAP_SERVERS", "a:1, b:2")
+    monkeypatch.setenv("STIMMUNG_KAFKA__TOPICS__PARTITIONS", "6")
+    s = load_settings()
+    assert s.kafka.bootstrap_list == ["a:1", "b:2"]
+    assert s.kafka.topics.partitions == 6
+
+
+def test_yaml_file_and_env_priority(tmp_path, monkeypatch):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("kafka:\n  topics:\n    raw: from-yaml\n    enriched: e-yaml\npipeline:\n  sink_batch_size: 7\n")
+    monkeypatch.setenv("STIMMUNG_KAFKA__TOPICS__ENRICHED", "e-env")
+    s = load_settings(cfg)
+    assert s.kafka.topics.raw == "from-yaml"
+    assert s.kafka.topics.enriched == "e-env"
+    assert s.pipeline.sink_batch_size == 7
+
+
+def test_errors_name_the_bad_field(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("kafka:\n  topics:\n    partitions: 0\nelasticsearch:\n  url: localhost:9200\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    text = str(err.value)
+    assert "kafka.topics.partitions" in text
+    assert "elasticsearch.url" in text
+
+
+def test_unknown_field_and_missing_file_are_clear(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("kafak:\n  x: 1\n")
+    with pytest.raises(ConfigError, match="kafak"):
+        load_settings(cfg)
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_import_mapping_is_validated(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("importer:\n  columns:\n    native_id: id\n    text: body\n    bogus: x\n")
+    with pytest.raises(ConfigError, match="importer.columns.*bogus"):
+        load_settings(cfg)
+
+
+def test_secrets_from_file_and_env_are_masked(tmp_path, monkeypatch):
+    secret = tmp_path / "key"
+    secret.write_text("s3cr3t-from-file\n")
+    monkeypatch.setenv("STIMMUNG_PRIVACY__PSEUDONYM_KEY", "from-env-0123456789")
+    s = load_settings()
+    assert "from-env" not in repr(s) and "from-env" not in s.model_dump_json()
+    assert read_secret(s.privacy.pseudonym_key, None, "k") == "from-env-0123456789"
+    assert read_secret(s.privacy.pseudonym_key, secret, "k") == "s3cr3t-from-file"
+    with pytest.raises(ConfigError, match="cannot read secret file"):
+        read_secret(None, tmp_path / "nope", "k")
+
+
+def test_stack_ports_must_differ(monkeypatch):
+    monkeypatch.setenv("STIMMUNG_STACK__ES_HTTP_PORT", "9092")
+    with pytest.raises(ConfigError, match="distinct"):
+        load_settings()

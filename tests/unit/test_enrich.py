@@ -1,0 +1,55 @@
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from stimmung.models import default_enricher
+from stimmung.pipeline.enrich import InMessage, MentionEnrichment
+from stimmung.schemas import RawMention
+from stimmung.schemas.pseudonym import Pseudonymizer
+
+
+@pytest.fixture(scope="module")
+def processing():
+    return MentionEnrichment(default_enricher(), Pseudonymizer("unit-test-key-0123456789"))
+
+
+def message(value, offset=0):
+    return InMessage("raw", 0, offset, b"k", value)
+
+
+def raw_bytes(native_id="1", text="Meine Bestellung ist nach zwei Wochen immer noch nicht angekommen.", handle="@Jana"):
+    return RawMention(platform="bluesky", native_id=native_id, text=text, created_at=datetime(2026, 11, 20, tzinfo=timezone.utc),
+                      author={"handle": handle, "display_name": "Jana K.", "follower_count": 5},
+                      raw={"did": "did:plc:jana", "handle": handle}).model_dump_json().encode()
+
+
+def test_enriches_and_pseudonymises(processing):
+    enriched, letters = processing.process([message(raw_bytes())])
+    assert letters == []
+    (m,) = enriched
+    assert m.language == "de" and m.model_versions["language"].startswith("py3langid")
+    assert m.author.pseudonym == Pseudonymizer("unit-test-key-0123456789").pseudonym("bluesky", "jana")
+    assert m.author.follower_count == 5
+    dumped = m.model_dump_json()
+    assert "Jana" not in dumped and "jana" not in dumped and "did:plc" not in dumped
+
+
+def test_malformed_messages_become_dead_letters_and_the_rest_flows(processing):
+    missing_text = json.loads(raw_bytes(native_id="2"))
+    del missing_text["text"]
+    batch = [message(raw_bytes(native_id="1"), 10), message(b"{oops", 11), message(json.dumps(missing_text).encode(), 12),
+             message(None, 13), message(b"\xff\xfe", 14)]
+    enriched, letters = processing.process(batch)
+    assert [m.native_id for m in enriched] == ["1"]
+    by_offset = {l.offset: l for l in letters}
+    assert by_offset[11].error_type == "json"
+    assert by_offset[12].error_type == "validation" and "text" in by_offset[12].reason
+    assert by_offset[13].error_type == "empty"
+    assert by_offset[14].payload.startswith("base64:")
+    assert all(l.stage == "enrich" and l.source == "raw" for l in letters)
+
+
+def test_duplicates_in_a_batch_are_enriched_once(processing):
+    enriched, _ = processing.process([message(raw_bytes(native_id="7"), i) for i in range(3)])
+    assert len(enriched) == 1

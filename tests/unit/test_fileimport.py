@@ -1,0 +1,97 @@
+import asyncio
+import gzip
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from stimmung.config import ImportSettings
+from stimmung.connectors.fileimport import FileImportSource, ImportFileError, read_rows
+from stimmung.connectors.fileimport.source import parse_timestamp
+
+COLUMNS = ImportSettings().columns
+
+
+def fetch_all(source, cursor=None):
+    async def go():
+        return [item async for item in source.fetch(cursor)]
+    return asyncio.run(go())
+
+
+def test_csv_rows_become_mentions_and_bad_rows_are_rejected_with_reasons(tmp_path):
+    f = tmp_path / "export.csv"
+    f.write_text(
+        "id,text,created_at,author,followers,likes,lang\n"
+        "1,Zug verspätet,2026-11-20T08:00:00+01:00,@jana,12,3,de\n"
+        "2,,2026-11-20T08:00:00Z,bob,,,\n"            # missing text
+        "3,Good service,yesterday,carl,,,en\n"        # bad date
+        "4,Too,many,fields,here,x,y,z\n"              # wrong field count
+        "5,Paket fehlt,1763625600,dora,-1,,\n"        # negative followers
+        "6,Paket da,1763625600000,,,,\n",             # ms epoch, no author
+        encoding="utf-8",
+    )
+    items = fetch_all(FileImportSource(f, COLUMNS, "crm"))
+    good = [i.mention for i in items if i.mention]
+    bad = {i.rejected.position: i.rejected for i in items if i.rejected}
+    assert [m.native_id for m in good] == ["1", "6"]
+    first = good[0]
+    assert first.platform == "crm" and first.author.handle == "@jana" and first.author.follower_count == 12
+    assert first.engagement.likes == 3 and first.language_hint == "de"
+    assert first.created_at == datetime(2026, 11, 20, 7, tzinfo=timezone.utc)
+    assert good[1].author is None
+    assert good[1].created_at == datetime.fromtimestamp(1763625600, tz=timezone.utc)
+    assert "missing text" in bad[2].reason
+    assert "not ISO 8601" in bad[3].reason
+    assert "fields" in bad[4].reason and bad[4].error_type == "csv"
+    assert "negative" in bad[5].reason
+    assert items[-1].cursor["position"] == 6
+
+
+def test_jsonl_with_nested_columns_and_broken_lines(tmp_path):
+    f = tmp_path / "x.jsonl.gz"
+    lines = [
+        json.dumps({"post": {"id": "a1", "body": "Hello 👋"}, "user": {"name": "eve"}, "ts": "2026-11-20T10:00:00Z"}),
+        "{not json",
+        "[1, 2]",
+        json.dumps({"post": {"id": "a2", "body": "Tschüss"}, "ts": "2026-11-20T11:00:00"}),
+    ]
+    with gzip.open(f, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    cols = {"native_id": "post.id", "text": "post.body", "created_at": "ts", "author_handle": "user.name"}
+    items = fetch_all(FileImportSource(f, cols, "shop"))
+    assert [i.mention.native_id for i in items if i.mention] == ["a1", "a2"]
+    rejected = [i.rejected for i in items if i.rejected]
+    assert [r.position for r in rejected] == [2, 3]
+    assert rejected[0].error_type == "json" and "invalid JSON" in rejected[0].reason
+    assert "expected a JSON object" in rejected[1].reason
+    m = [i.mention for i in items if i.mention][1]
+    assert m.created_at.tzinfo is not None  # naive timestamps are taken as UTC
+
+
+def test_resume_skips_rows_of_the_same_file_only(tmp_path):
+    f = tmp_path / "e.csv"
+    f.write_text("id,text,created_at\n1,a,2026-01-01T00:00:00Z\n2,b,2026-01-01T00:00:00Z\n3,c,2026-01-01T00:00:00Z\n")
+    src = FileImportSource(f, COLUMNS)
+    items = fetch_all(src)
+    resumed = fetch_all(src, items[1].cursor)
+    assert [i.mention.native_id for i in resumed] == ["3"]
+    stale = dict(items[1].cursor, file="0:0")
+    assert len(fetch_all(src, stale)) == 3
+
+
+def test_file_level_errors_are_clear(tmp_path):
+    with pytest.raises(ImportFileError, match="no such file"):
+        list(read_rows(tmp_path / "none.csv"))
+    odd = tmp_path / "data.xlsx"
+    odd.write_text("x")
+    with pytest.raises(ImportFileError, match="--format"):
+        list(read_rows(odd))
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,id\n1,2\n")
+    with pytest.raises(ImportFileError, match="repeated"):
+        list(read_rows(dup))
+
+
+def test_timestamps():
+    assert parse_timestamp("2026-11-20T10:00:00Z") == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    assert parse_timestamp(1763625600) == parse_timestamp("1763625600000")
