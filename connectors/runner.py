@@ -89,8 +89,8 @@ class SourceRunner:
         if item.mention is not None:
             mention = item.mention
             value = mention.model_dump_json().encode("utf-8")
-            # kafka-python's send() blocks when its bounded buffer is full: backpressure.
-            pending.append(self.producer.send(self.raw_topic, key=mention.mention_id, value=value))
+            # In flight at most `checkpoint_every` records: _settle() flushes before reading more.
+            pending.append(self.producer.send(self.raw_topic, key=mention.mention_id.encode(), value=value))
         else:
             rej = item.rejected
             letter = DeadLetter(

@@ -3,7 +3,8 @@
 * ``ensure_topics`` creates the project's topics with the configured partitions, replication and
   retention when they are missing (idempotent; existing topics are left alone).
 * ``make_producer`` returns a producer configured for at-least-once delivery: ``acks=all``,
-  idempotence on, bounded buffer (``send`` blocks when Kafka is slow: backpressure, not memory).
+  idempotence on. Callers bound what is in flight themselves by flushing every N records (the
+  connector runner does so at each checkpoint): backpressure, not an unbounded buffer.
 * ``DeadLetters`` writes ``DeadLetter`` records to the dead-letter topic.
 """
 
@@ -95,10 +96,8 @@ def make_producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
         retries=2**31 - 1,
         max_in_flight_requests_per_connection=5,
         linger_ms=20,
-        compression_type=None,
-        buffer_memory=32 * 1024 * 1024,
+        delivery_timeout_ms=120_000,
         max_block_ms=120_000,
-        key_serializer=lambda k: k.encode("utf-8") if isinstance(k, str) else k,
     )
     config.update(overrides)
     try:
@@ -125,7 +124,8 @@ class DeadLetters:
                    "source": letter.source, "offset": letter.offset},
         )
         value = letter.model_dump_json().encode("utf-8")
-        self._pending.append(self.producer.send(self.topic, key=letter.key, value=value))
+        key = letter.key.encode("utf-8") if letter.key else None
+        self._pending.append(self.producer.send(self.topic, key=key, value=value))
 
     def flush(self, timeout_s: float = 60.0) -> None:
         """Block until every dead letter sent so far is acknowledged (raises on failure)."""

@@ -323,11 +323,13 @@ class KafkaService(Service):
         if not _port_open(self.settings.kafka_port):
             return False
         from kafka import KafkaAdminClient  # local import: the stack must load without it
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaConfigurationError, KafkaError
 
         try:
             admin = KafkaAdminClient(bootstrap_servers=[self.endpoint], request_timeout_ms=5000,
-                                     api_version_auto_timeout_ms=5000, client_id="stimmung-stack-health")
+                                     client_id="stimmung-stack-health")
+        except KafkaConfigurationError:
+            raise  # our bug, not an unhealthy broker: never hide it behind a timeout
         except (KafkaError, OSError):
             return False
         try:
