@@ -45,10 +45,10 @@ class Capabilities:
         return wanted if wanted in self.analyzers else "standard"
 
 
-def detect_capabilities(client: Elasticsearch) -> Capabilities:
+def detect_capabilities(client: Elasticsearch, analyzers: list[str] | None = None) -> Capabilities:
     """Ask the node which language analyzers exist (``_analyze`` with each; 400 = missing)."""
     available = set()
-    for _, analyzer in LANGUAGE_FIELDS.values():
+    for analyzer in analyzers or [a for _, a in LANGUAGE_FIELDS.values()]:
         try:
             client.indices.analyze(analyzer=analyzer, text="probe")
             available.add(analyzer)

@@ -11,6 +11,21 @@ import logging
 import logging.config
 from typing import Any
 
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text for terminals; the structured ``extra`` fields follow as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
+        if extras:
+            line += " " + " ".join(f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
+                                   for k, v in extras.items())
+        return line
+
+
 # Libraries that are chatty at INFO about things operators do not act on.
 _QUIET = ("kafka", "aiokafka", "elastic_transport", "urllib3", "faust.transport", "mode", "faust")
 
@@ -24,7 +39,7 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
             "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
         }
     else:
-        formatter = {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
+        formatter = {"()": TextFormatter, "fmt": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
     quiet_level = max(logging.WARNING, logging.getLevelName(level))
     return {
         "version": 1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -23,6 +24,7 @@ import socket
 import stat
 import string
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -408,8 +410,55 @@ class ElasticsearchService(Service):
             entry = pwd.getpwnam(user)
         return user, entry.pw_uid, entry.pw_gid
 
+    def _install_analysis_plugin(self, java_home: Path) -> None:
+        """Build and install our small stable plugin that provides the ``german`` and ``english``
+        analyzers (Lucene's own classes, as in Elasticsearch's analysis-common module, which the
+        integ-test distribution lacks). Without a JDK compiler it is skipped with a warning; the
+        pipeline then falls back to the standard analyzer and says so."""
+        source = Path(str(resources.files("stimmung.localstack").joinpath("elasticsearch", "analysis-plugin")))
+        files = sorted(p for p in source.rglob("*") if p.is_file())
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:12]
+        marker = self.home / f".stimmung-analysis-{digest}"
+        if marker.exists():
+            return
+        javac = java_home / "bin" / "javac"
+        if not javac.is_file():
+            self.report(f"elasticsearch: WARNING no javac in {java_home}: the local node will lack the german/english "
+                        "analyzers (install a JDK, not a JRE, to get them)")
+            return
+        with _locked(Path(self.settings.cache_dir) / ".install.lock"), tempfile.TemporaryDirectory() as tmp:
+            build = Path(tmp)
+            classes = build / "classes"
+            done = subprocess.run([str(javac), "--release", "17", "-d", str(classes), "-cp", str(self.home / "lib" / "*"),
+                                   *[str(p) for p in files if p.suffix == ".java"]], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise StackError(f"elasticsearch: building the analysis plugin failed:\n{done.stderr}")
+            bundle = build / "stimmung-analysis.zip"
+            with zipfile.ZipFile(bundle, "w") as zf:
+                with zipfile.ZipFile(build / "plugin.jar", "w") as jar:
+                    for cls in sorted(classes.rglob("*.class")):
+                        jar.write(cls, cls.relative_to(classes).as_posix())
+                zf.write(build / "plugin.jar", "stimmung-analysis.jar")
+                zf.write(source / "named_components.json", "named_components.json")
+                descriptor = string.Template((source / "stable-plugin-descriptor.properties").read_text())
+                zf.writestr("stable-plugin-descriptor.properties", descriptor.substitute(
+                    plugin_version=digest, elasticsearch_version=self.settings.elasticsearch_version))
+            env = {**os.environ, "ES_JAVA_HOME": str(java_home)}
+            tool = str(self.home / "bin" / "elasticsearch-plugin")
+            subprocess.run([tool, "remove", "--purge", "stimmung-analysis"], env=env, capture_output=True)
+            done = subprocess.run([tool, "install", "--batch", bundle.as_uri()], env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise StackError(f"elasticsearch: installing the analysis plugin failed:\n{done.stdout}{done.stderr}")
+            for stale in self.home.glob(".stimmung-analysis-*"):
+                stale.unlink()
+            for p in (self.home / "plugins").rglob("*"):
+                p.chmod(p.stat().st_mode | stat.S_IRGRP | stat.S_IROTH | (stat.S_IXGRP | stat.S_IXOTH if p.is_dir() else 0))
+            marker.write_text(digest)
+            self.report("elasticsearch: installed the german/english analysis plugin")
+
     def prepare(self, java_home: Path) -> tuple[list[str], dict[str, str], str | None]:
         s = self.settings
+        self._install_analysis_plugin(java_home)
         user, uid, gid = self._run_as()
         data, logs, config, tmp = self.dir / "data", self.dir / "logs", self.dir / "config", self.dir / "tmp"
         for d in (data, logs, config, tmp):

@@ -1,0 +1,48 @@
+"""The mentions index on the real node: language analyzers, and the fallback when one is missing."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from elasticsearch import Elasticsearch
+
+from stimmung.pipeline.index import detect_capabilities, ensure_mentions_index, to_document
+from stimmung.schemas import EnrichedMention
+
+
+def mention(native_id: str, text: str, language: str) -> EnrichedMention:
+    return EnrichedMention(platform="csv", native_id=native_id, text=text, created_at=datetime.now(timezone.utc),
+                           language=language, language_confidence=0.99, language_source="model")
+
+
+def test_german_and_english_full_text_finds_inflected_forms(settings):
+    client = Elasticsearch(settings.elasticsearch.url)
+    caps = ensure_mentions_index(client, settings.elasticsearch)
+    assert {"german", "english"} <= caps.analyzers, "the local stack installs both analyzers"
+    index = settings.elasticsearch.mentions_index
+    docs = [mention("1", "Schon wieder Verspätungen auf der ganzen Strecke", "de"),
+            mention("2", "Die Züge fallen aus", "de"),
+            mention("3", "All my deliveries were delayed again", "en")]
+    for m in docs:
+        client.index(index=index, id=m.mention_id, document=to_document(m))
+    client.indices.refresh(index=index)
+
+    def native_ids(field: str, query: str) -> set[str]:
+        hits = client.search(index=index, query={"match": {field: query}})["hits"]["hits"]
+        return {h["_source"]["native_id"] for h in hits}
+
+    assert native_ids("text_de", "Verspätung") == {"1"}
+    assert native_ids("text_de", "Zug") == {"2"}
+    assert native_ids("text_en", "delivery delay") == {"3"}
+    # the language-neutral field has no stemming: the singular does not find the plural
+    assert native_ids("text", "Verspätung") == set()
+
+
+def test_a_missing_analyzer_is_detected_and_warned_about_not_fatal(settings, caplog):
+    client = Elasticsearch(settings.elasticsearch.url)
+    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.index"):
+        caps = detect_capabilities(client, ["german", "no_such_analyzer"])
+    assert caps.analyzers == frozenset({"german"})
+    assert caps.analyzer_for("no_such_analyzer") == "standard"
+    assert any("no_such_analyzer" in r.getMessage() for r in caplog.records)
