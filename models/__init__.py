@@ -3,11 +3,25 @@
 from stimmung.models.base import Annotations, Annotator, Enricher, MentionText
 
 
-def default_enricher() -> Enricher:
-    """The offline default chain. Sentiment and topics join here once their models exist."""
+def default_enricher(settings=None) -> Enricher:
+    """The chain the settings ask for: language, then sentiment and topics (one encoder pass)."""
+    from stimmung.config import ModelSettings
     from stimmung.models.language import LanguageAnnotator
 
-    return Enricher([LanguageAnnotator()])
+    m = settings.models if settings is not None else ModelSettings()
+    chain: list = [LanguageAnnotator()]
+    builtin_sentiment = m.sentiment == "builtin"
+    if builtin_sentiment or m.topics:
+        from stimmung.models.annotators import E5Annotator
+
+        chain.append(E5Annotator(sentiment_file=m.sentiment_file, taxonomy_file=m.taxonomy_file,
+                                 batch_size=m.batch_size, threads=m.threads or None, quantize=m.quantize_int8,
+                                 sentiment=builtin_sentiment, topics=m.topics))
+    if m.sentiment not in ("builtin", "off"):
+        from stimmung.models.annotators import HFSentimentAnnotator
+
+        chain.append(HFSentimentAnnotator(m.sentiment, batch_size=m.batch_size))
+    return Enricher(chain)
 
 
 __all__ = ["Annotations", "Annotator", "Enricher", "MentionText", "default_enricher"]

@@ -55,7 +55,11 @@ class Enricher:
 
     @property
     def model_versions(self) -> dict[str, str]:
-        return {a.name: a.version for a in self.annotators}
+        versions: dict[str, str] = {}
+        for a in self.annotators:
+            # An annotator serving several outputs (one encoder pass) names each one's version.
+            versions.update(getattr(a, "versions", None) or {a.name: a.version})
+        return versions
 
     def enrich(self, items: Sequence[MentionText]) -> list[Annotations]:
         out = [Annotations() for _ in items]

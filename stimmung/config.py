@@ -97,6 +97,18 @@ class PipelineSettings(BaseModel):
     data_dir: Path = Path("/tmp/stimmung-faust")
 
 
+class ModelSettings(BaseModel):
+    """Which models enrich mentions. The offline default needs no network."""
+
+    sentiment: str = Field("builtin", description="'builtin' (offline e5 model), 'off', or a Hugging Face model id/path")
+    sentiment_file: Path | None = Field(None, description="Override the builtin sentiment weights file")
+    topics: bool = True
+    taxonomy_file: Path | None = Field(None, description="Topic taxonomy YAML (default: the shipped social-CRM taxonomy)")
+    quantize_int8: bool = Field(False, description="int8 dynamic quantisation of the encoder's linear layers")
+    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default")
+    batch_size: int = Field(64, ge=1, le=1024)
+
+
 class PrivacySettings(BaseModel):
     pseudonym_key: SecretStr | None = None
     pseudonym_key_file: Path | None = None
@@ -183,6 +195,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    models: ModelSettings = ModelSettings()
     privacy: PrivacySettings = PrivacySettings()
     metrics: MetricsSettings = MetricsSettings()
     stack: StackSettings = StackSettings()

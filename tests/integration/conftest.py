@@ -86,12 +86,16 @@ class Roles:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("STIMMUNG_")}
         self.env["STIMMUNG_PRIVACY__PSEUDONYM_KEY"] = PSEUDONYM_KEY
 
-    def start(self, *roles: str) -> None:
+    def start(self, *roles: str, metrics_ports: dict[str, int] | None = None) -> None:
         for role in roles:
+            env = dict(self.env)
+            if metrics_ports and role in metrics_ports:
+                env["STIMMUNG_METRICS__PORT"] = str(metrics_ports[role])
+                env["STIMMUNG_METRICS__HOST"] = "127.0.0.1"
             log = open(self.tmp_path / f"{role}.log", "ab")
             self.procs[role] = subprocess.Popen(
                 [sys.executable, "-m", "stimmung.cli", "--config", str(self.config_file), role],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 
     def stop(self, *roles: str) -> None:
@@ -131,6 +135,28 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text format -> {'name{labels}': value} (samples only)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 def wait_for(predicate, timeout: float = 120.0, interval: float = 0.5, check=None, message: str = "condition"):

@@ -13,7 +13,7 @@ from stimmung.demo import sample_path
 from stimmung.schemas import DeadLetter, EnrichedMention, RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer
 
-from .conftest import PSEUDONYM_KEY, wait_for
+from .conftest import PSEUDONYM_KEY, free_port, scrape, wait_for
 
 SAMPLE_GOOD = 46
 SAMPLE_BAD = 2
@@ -56,7 +56,8 @@ def all_docs(settings) -> list[dict]:
 
 
 def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(settings, roles):
-    roles.start("worker", "sink")
+    ports = {"worker": free_port(), "sink": free_port()}
+    roles.start("worker", "sink", metrics_ports=ports)
     report = run_import(settings, sample_path(), None, None, {}, resume=False, rejects=None, show_progress=False)
     assert (report.published, report.rejected) == (SAMPLE_GOOD, SAMPLE_BAD)
 
@@ -75,6 +76,12 @@ def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(set
     assert by_native["sample-025"]["language"] == "en" and "text_en" in by_native["sample-025"]
     assert first["author"]["pseudonym"] == Pseudonymizer(PSEUDONYM_KEY).pseudonym("mastodon", "bahnfahrerin")
     assert first["author"]["follower_count"] == 312
+    # real model outputs: sentiment with probabilities, topic labels, versions of every model
+    assert first["sentiment"]["label"] == "negative"
+    assert by_native["sample-005"]["sentiment"]["label"] == "positive"  # "Großes Lob an die Zugbegleiterin"
+    assert set(first["model_versions"]) == {"language", "sentiment", "topics"}
+    assert sum(1 for d in docs.values() if d["topic_labels"]) >= SAMPLE_GOOD // 2
+    assert "delivery" in first["topic_labels"] or "complaint" in first["topic_labels"]
     langs = {d["language"] for d in docs.values()}
     assert {"de", "en"} <= langs
     # privacy: no handle or display name anywhere in the index (the sample's URLs aside, which
@@ -94,6 +101,15 @@ def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(set
     wait_for(lambda: all(h["_version"] >= 2 for h in all_docs(settings)), timeout=180, check=roles.check_alive,
              message="re-import processed")
     assert count(settings) == SAMPLE_GOOD
+
+    # Both roles expose what they did as Prometheus metrics.
+    worker, sink = scrape(ports["worker"]), scrape(ports["sink"])
+    german = sum(1 for d in docs.values() if d["language"] == "de")
+    assert worker['stimmung_mentions_enriched_total{language="de"}'] >= 2 * german
+    assert worker["stimmung_enrich_batch_size_count"] >= 1
+    index = settings.elasticsearch.mentions_index
+    assert sink[f'stimmung_mentions_indexed_total{{index="{index}"}}'] >= 2 * SAMPLE_GOOD
+    assert sink["stimmung_sink_elasticsearch_up"] == 1
 
     # Offsets: the sink committed everything it consumed, and only after indexing it.
     wait_for(lambda: _lag(settings, f"{settings.pipeline.app_id}-sink", settings.kafka.topics.enriched) == 0,

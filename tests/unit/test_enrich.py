@@ -3,7 +3,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from stimmung.models import default_enricher
+from stimmung.models import Enricher
+from stimmung.models.language import LanguageAnnotator
 from stimmung.pipeline.enrich import InMessage, MentionEnrichment
 from stimmung.schemas import RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer
@@ -11,7 +12,7 @@ from stimmung.schemas.pseudonym import Pseudonymizer
 
 @pytest.fixture(scope="module")
 def processing():
-    return MentionEnrichment(default_enricher(), Pseudonymizer("unit-test-key-0123456789"))
+    return MentionEnrichment(Enricher([LanguageAnnotator()]), Pseudonymizer("unit-test-key-0123456789"))
 
 
 def message(value, offset=0):

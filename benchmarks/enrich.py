@@ -1,0 +1,106 @@
+"""Enrichment throughput: our micro-batched enricher vs a naive one-post-at-a-time baseline.
+
+    ./run stimmung ... (inside the environment):  python benchmarks/enrich.py [--posts 2000]
+
+Workload: a realistic mix of German and English social posts (UMSAB German/English val tweets
+and GermEval 2017 customer feedback, from ../shared/data), 15% exact reposts as in real streams.
+Ours: language + sentiment + topics (the pipeline's default chain), micro-batches of
+``--batch``; prints mentions/s and p50/p99 batch latency, for fp32 and int8.
+Baseline, same run: each post alone through ``transformers.pipeline("feature-extraction")`` on
+the same base encoder (the encoder only, no heads: a lower bound on a naive enricher's cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from stimmung.models import Annotations, Enricher, MentionText
+from stimmung.models.annotators import E5Annotator
+from stimmung.models.datasets import read_germeval, read_umsab
+from stimmung.models.e5_base import build_base_encoder
+from stimmung.models.language import LanguageAnnotator
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def workload(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    umsab = read_umsab(SHARED / "umsab", "val", ["german", "english"]).texts
+    germeval = [d.text for d in read_germeval(SHARED / "germeval2017" / "dev.tsv") if len(d.text) < 600]
+    pool = umsab + rng.sample(germeval, min(len(germeval), len(umsab) // 2))
+    posts = [rng.choice(pool) for _ in range(int(n * 0.85))]
+    posts += [rng.choice(posts) for _ in range(n - len(posts))]  # reposts
+    rng.shuffle(posts)
+    return posts
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def run_ours(posts: list[str], batch: int, quantize: bool) -> dict:
+    enricher = Enricher([LanguageAnnotator(), E5Annotator(quantize=quantize, batch_size=batch)])
+    items = [MentionText(p) for p in posts]
+    enricher.enrich(items[:batch])  # warm-up
+    latencies = []
+    started = time.perf_counter()
+    for start in range(0, len(items), batch):
+        chunk = items[start:start + batch]
+        t = time.perf_counter()
+        out = enricher.enrich(chunk)
+        latencies.append(time.perf_counter() - t)
+        assert all(a.sentiment is not None for a in out)
+    seconds = time.perf_counter() - started
+    return {"mentions_per_s": round(len(items) / seconds, 1), "batch_p50_ms": round(1000 * percentile(latencies, 0.5), 1),
+            "batch_p99_ms": round(1000 * percentile(latencies, 0.99), 1), "batches": len(latencies)}
+
+
+def run_baseline(posts: list[str]) -> dict:
+    from transformers import pipeline
+
+    extractor = pipeline("feature-extraction", model=str(build_base_encoder()), framework="pt")
+    latencies = []
+    started = time.perf_counter()
+    for p in posts:
+        t = time.perf_counter()
+        extractor("query: " + p, truncation=True, max_length=512)
+        latencies.append(time.perf_counter() - t)
+    seconds = time.perf_counter() - started
+    return {"mentions_per_s": round(len(posts) / seconds, 1), "p50_ms": round(1000 * percentile(latencies, 0.5), 1),
+            "p99_ms": round(1000 * percentile(latencies, 0.99), 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--posts", type=int, default=2000)
+    p.add_argument("--baseline-posts", type=int, default=300)
+    p.add_argument("--batch", type=int, default=64)
+    args = p.parse_args()
+    posts = workload(args.posts)
+    machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+               "python": platform.python_version(), "torch": torch.__version__}
+    print(f"machine: {json.dumps(machine)}")
+    print(f"workload: {len(posts)} posts (German/English mix, {len(set(posts))} distinct)")
+    baseline = run_baseline(posts[: args.baseline_posts])
+    print(f"baseline (one post at a time, transformers.pipeline, encoder only): {json.dumps(baseline)}")
+    results = {}
+    for quantize in (False, True):
+        name = "ours int8" if quantize else "ours fp32"
+        results[name] = run_ours(posts, args.batch, quantize)
+        speedup = results[name]["mentions_per_s"] / baseline["mentions_per_s"]
+        print(f"{name} (language + sentiment + topics, batch {args.batch}): {json.dumps(results[name])}  "
+              f"= {speedup:.1f}x baseline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Sentiment and topic annotators behind the pipeline's ``Annotator`` interface.
+
+``E5Annotator`` (offline default): one shared trunk pass per micro-batch feeds both the
+fine-tuned sentiment head and the topic embeddings. Inference runs under
+``torch.inference_mode``, in length buckets (little padding), optionally with int8 dynamic
+quantisation of the linear layers, and encodes each distinct text once per batch (reposts).
+
+``HFSentimentAnnotator`` (production option): any Hugging Face sequence-classification model
+by id or path (e.g. ``cardiffnlp/twitter-xlm-roberta-base-sentiment``), labels mapped by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from stimmung.models.base import Annotations, MentionText
+from stimmung.models.encoder import SharedEncoder, load_base, load_sentiment, tokenize
+from stimmung.models.topics import TopicClassifier, load_taxonomy
+from stimmung.schemas.mention import SentimentResult, TopicScore
+
+log = logging.getLogger(__name__)
+
+LABELS = ("negative", "neutral", "positive")
+DEFAULT_SENTIMENT_FILE = Path(__file__).resolve().parent / "sentiment" / "sentiment-head.safetensors"
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def sentiment_result(probs: Sequence[float]) -> SentimentResult:
+    p = [round(float(x), 4) for x in probs]
+    best = int(np.argmax(p))
+    return SentimentResult(label=LABELS[best], score=p[best], probabilities=dict(zip(LABELS, p)))
+
+
+class E5Annotator:
+    name = "e5"
+
+    def __init__(self, base_dir: Path | None = None, sentiment_file: Path | None = None,
+                 taxonomy_file: Path | None = None, batch_size: int = 64, threads: int | None = None,
+                 quantize: bool = False, sentiment: bool = True, topics: bool = True):
+        from stimmung.models.e5_base import build_base_encoder
+
+        if threads:
+            torch.set_num_threads(threads)
+        base_dir = Path(base_dir) if base_dir else build_base_encoder()
+        self.tokenizer, base = load_base(base_dir)
+        self.encoder = SharedEncoder(base)
+        self.want_sentiment = sentiment
+        self.want_topics = topics
+        self.batch_size = batch_size
+        self.versions: dict[str, str] = {}
+        if sentiment:
+            path = Path(sentiment_file) if sentiment_file else DEFAULT_SENTIMENT_FILE
+            if not path.is_file():
+                raise FileNotFoundError(f"sentiment model {path} is missing (train it: python -m stimmung.models.train_sentiment)")
+            meta = load_sentiment(self.encoder, path)
+            self.versions["sentiment"] = f"{meta.get('model', 'e5-sentiment')}-{_file_digest(path)}"
+        self.encoder.eval()
+        if quantize:
+            self.encoder = torch.ao.quantization.quantize_dynamic(self.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+        self.topics: TopicClassifier | None = None
+        if topics:
+            taxonomy = load_taxonomy(taxonomy_file)
+            self.topics = TopicClassifier.build(taxonomy, self.embed)
+            self.versions["topics"] = f"taxonomy-{taxonomy.digest}"
+        self.version = ",".join(f"{k}={v}" for k, v in self.versions.items())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(list(texts), want_sentiment=False)[1]
+
+    def encode(self, texts: list[str], want_sentiment: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length buckets
+        probs = np.zeros((len(texts), 3), dtype=np.float32) if want_sentiment else None
+        embs = np.zeros((len(texts), self.encoder.hidden), dtype=np.float32) if self.want_topics or not want_sentiment else None
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                ids, mask = tokenize(self.tokenizer, [texts[i] for i in idx])
+                out = self.encoder(ids, mask, want_sentiment=want_sentiment, want_embeddings=embs is not None)
+                if probs is not None and out.sentiment_probs is not None:
+                    probs[idx] = out.sentiment_probs.numpy()
+                if embs is not None and out.embeddings is not None:
+                    embs[idx] = out.embeddings.numpy()
+        return probs, embs
+
+    def annotate(self, items: Sequence[MentionText], out: Sequence[Annotations]) -> None:
+        unique: dict[str, int] = {}
+        for item in items:
+            unique.setdefault(item.text, len(unique))
+        texts = list(unique)
+        probs, embs = self.encode(texts, want_sentiment=self.want_sentiment)
+        topic_rows = self.topics.labels_for(embs) if (self.topics is not None and embs is not None) else None
+        for item, ann in zip(items, out, strict=True):
+            row = unique[item.text]
+            if probs is not None:
+                ann.sentiment = sentiment_result(probs[row])
+            if topic_rows is not None:
+                ann.topics = [TopicScore(label=label, score=score) for label, score in topic_rows[row]]
+
+
+class HFSentimentAnnotator:
+    """Any Hugging Face sequence-classification sentiment model (by id or local path)."""
+
+    name = "sentiment"
+
+    def __init__(self, model: str, batch_size: int = 32, max_tokens: int = 128):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model).eval()
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.version = f"hf:{model}"
+        id2label = {int(k): str(v).lower() for k, v in self.model.config.id2label.items()}
+        self.index = self.label_index(id2label)
+
+    @staticmethod
+    def label_index(id2label: dict[int, str]) -> list[int]:
+        """Model output index for negative, neutral, positive (names, else LABEL_0..2 order)."""
+        by_name = {}
+        for i, name in id2label.items():
+            for wanted in LABELS:
+                if name.startswith(wanted[:3]):
+                    by_name[wanted] = i
+        if len(by_name) == 3:
+            return [by_name[w] for w in LABELS]
+        if len(id2label) == 3:
+            return [0, 1, 2]
+        raise ValueError(f"cannot map model labels {id2label} to negative/neutral/positive")
+
+    def annotate(self, items: Sequence[MentionText], out: Sequence[Annotations]) -> None:
+        texts = [i.text for i in items]
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
+                                     max_length=self.max_tokens, return_tensors="pt")
+                probs = torch.softmax(self.model(**enc).logits, dim=-1)[:, self.index].numpy()
+                for ann, p in zip(out[start:start + self.batch_size], probs):
+                    ann.sentiment = sentiment_result(p)

@@ -1,0 +1,139 @@
+"""Readers for the labelled data layouts we train and evaluate on (clear errors on bad files).
+
+* UMSAB: ``DIR/<language>/<split>_text.txt`` and ``<split>_labels.txt`` (0/1/2 =
+  negative/neutral/positive), one example per line.
+* TweetEval sentiment: the same two files directly in ``DIR``.
+* GermEval 2017: a TSV with columns id, text, relevance, sentiment, category, ... (documents with
+  several opinions repeat on several rows).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LABELS = ("negative", "neutral", "positive")
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    labels: list[int]
+    languages: list[str]
+
+
+def _read_pair(text_file: Path, label_file: Path, language: str) -> Split:
+    for f in (text_file, label_file):
+        if not f.is_file():
+            raise DatasetError(f"missing file {f}")
+    texts = text_file.read_text(encoding="utf-8").split("\n")
+    labels_raw = label_file.read_text(encoding="utf-8").split("\n")
+    if texts and texts[-1] == "":
+        texts.pop()
+    if labels_raw and labels_raw[-1] == "":
+        labels_raw.pop()
+    if len(texts) != len(labels_raw):
+        raise DatasetError(f"{text_file} has {len(texts)} lines but {label_file} has {len(labels_raw)}")
+    labels = []
+    for n, raw in enumerate(labels_raw, 1):
+        if raw.strip() not in ("0", "1", "2"):
+            raise DatasetError(f"{label_file}:{n}: label {raw!r} is not 0, 1 or 2")
+        labels.append(int(raw))
+    return Split(texts, labels, [language] * len(texts))
+
+
+def read_umsab(directory: Path, split: str, languages: list[str] | None = None) -> Split:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetError(f"{directory} is not a directory")
+    langs = languages or sorted(p.name for p in directory.iterdir() if (p / f"{split}_text.txt").is_file())
+    if not langs:
+        raise DatasetError(f"{directory}: no <language>/{split}_text.txt found")
+    out = Split([], [], [])
+    for lang in langs:
+        part = _read_pair(directory / lang / f"{split}_text.txt", directory / lang / f"{split}_labels.txt", lang)
+        out.texts += part.texts
+        out.labels += part.labels
+        out.languages += part.languages
+    return out
+
+
+def read_tweeteval(directory: Path, split: str) -> Split:
+    directory = Path(directory)
+    return _read_pair(directory / f"{split}_text.txt", directory / f"{split}_labels.txt", "english")
+
+
+@dataclass
+class GermEvalDoc:
+    id: str
+    text: str
+    relevant: bool
+    sentiment: str
+    categories: set[str] = field(default_factory=set)
+
+
+GERMEVAL_COLUMNS = ("id", "text", "relevance", "sentiment", "category")
+
+
+def read_germeval(path: Path) -> list[GermEvalDoc]:
+    """One entry per document (rows of the same id and text are merged: their aspects unioned)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"missing file {path}")
+    docs: dict[tuple[str, str], GermEvalDoc] = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = [c for c in GERMEVAL_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
+        for n, row in enumerate(reader, 2):
+            relevance = (row["relevance"] or "").strip().lower()
+            sentiment = (row["sentiment"] or "").strip().lower()
+            if relevance not in ("true", "false"):
+                raise DatasetError(f"{path}:{n}: relevance {row['relevance']!r} is not true/false")
+            if sentiment not in LABELS:
+                raise DatasetError(f"{path}:{n}: sentiment {row['sentiment']!r} is not one of {LABELS}")
+            key = (row["id"], row["text"])
+            doc = docs.setdefault(key, GermEvalDoc(row["id"], row["text"] or "", relevance == "true", sentiment))
+            category = (row["category"] or "").strip()
+            if category:
+                doc.categories.add(category.split("#", 1)[0])
+    return list(docs.values())
+
+
+@dataclass
+class TopicExample:
+    id: str
+    text: str
+    language: str
+    topics: set[str]
+    sentiment: str | None
+
+
+def read_topic_jsonl(path: Path) -> list[TopicExample]:
+    """JSON Lines with ``text`` and ``topics`` (list of labels); ``id``, ``lang``, ``sentiment`` optional."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"missing file {path}")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path}:{n}: invalid JSON ({err.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("topics"), list):
+            raise DatasetError(f"{path}:{n}: expected an object with 'text' (string) and 'topics' (list)")
+        sentiment = row.get("sentiment")
+        if sentiment is not None and sentiment not in LABELS:
+            raise DatasetError(f"{path}:{n}: sentiment {sentiment!r} is not one of {LABELS}")
+        out.append(TopicExample(str(row.get("id", n)), row["text"], str(row.get("lang", "")), set(row["topics"]), sentiment))
+    return out

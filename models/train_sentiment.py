@@ -1,0 +1,185 @@
+"""Train the sentiment model: fine-tune e5-small's top layers on UMSAB train (all languages).
+
+    python -m stimmung.models.train_sentiment --umsab ../shared/data/umsab --out models/sentiment/sentiment-head.safetensors
+
+Method (see models/README.md): the embeddings and the lower 8 layers stay frozen; their output
+is computed once and cached, then the top 4 layers and a linear head are trained with AdamW on
+cross-entropy, evaluated on UMSAB val after every epoch, and the best epoch (macro-F1 over all
+languages) is kept. The frozen-encoder baseline (mean-pooled e5 embeddings + logistic
+regression) is measured in the same run on the same split, and both are printed per language.
+Training is a separate command, never part of CI (about 20-30 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from stimmung.models.datasets import Split, read_umsab
+from stimmung.models.e5_base import build_base_encoder
+from stimmung.models.encoder import MAX_TOKENS, TOP, SharedEncoder, load_base, save_sentiment, tokenize
+from stimmung.models.metrics import per_language_f1
+
+log = logging.getLogger("train_sentiment")
+
+
+def cache_trunk(encoder: SharedEncoder, tokenizer, texts: list[str], batch: int = 64, desc: str = "trunk"):
+    """Run the frozen part once; return per-example (hidden states [T,H] fp16, length)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length buckets: less padding
+    states: list[torch.Tensor | None] = [None] * len(texts)
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch), desc=desc, unit=" batches"):
+            idx = order[start:start + batch]
+            ids, mask = tokenize(tokenizer, [texts[i] for i in idx])
+            h = encoder.run_trunk(ids, mask)
+            lengths = mask.sum(1).tolist()
+            for row, i in enumerate(idx):
+                states[i] = h[row, : lengths[row]].to(torch.float16).clone()
+    return states
+
+
+def collate(states, indices):
+    longest = max(states[i].shape[0] for i in indices)
+    hidden = states[indices[0]].shape[1]
+    x = torch.zeros(len(indices), longest, hidden)
+    mask = torch.zeros(len(indices), longest, dtype=torch.long)
+    for row, i in enumerate(indices):
+        n = states[i].shape[0]
+        x[row, :n] = states[i].float()
+        mask[row, :n] = 1
+    return x, mask
+
+
+def batches_by_length(states, indices, batch: int, shuffle: bool, rng: random.Random):
+    idx = sorted(indices, key=lambda i: states[i].shape[0])
+    groups = [idx[s:s + batch] for s in range(0, len(idx), batch)]
+    if shuffle:
+        rng.shuffle(groups)
+    return groups
+
+
+def predict(head, states, batch: int = 128) -> np.ndarray:
+    head.eval()
+    out = np.zeros((len(states), 3), dtype=np.float32)
+    with torch.inference_mode():
+        for group in batches_by_length(states, list(range(len(states))), batch, False, random.Random(0)):
+            x, mask = collate(states, group)
+            out[group] = torch.softmax(head(x, mask), dim=-1).numpy()
+    return out
+
+
+def frozen_embeddings(encoder: SharedEncoder, states, batch: int = 128) -> np.ndarray:
+    out = np.zeros((len(states), encoder.hidden), dtype=np.float32)
+    with torch.inference_mode():
+        for group in batches_by_length(states, list(range(len(states))), batch, False, random.Random(0)):
+            x, mask = collate(states, group)
+            out[group] = encoder.run_original_top(x, mask).numpy()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--umsab", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--threads", type=int, default=max(1, torch.get_num_threads()))
+    p.add_argument("--limit", type=int, default=0, help="use only N training examples (smoke runs)")
+    p.add_argument("--report", type=Path, default=None, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+
+    train = read_umsab(args.umsab, "train")
+    val = read_umsab(args.umsab, "val")
+    if args.limit:
+        keep = sorted(rng.sample(range(len(train.texts)), args.limit))
+        train = Split([train.texts[i] for i in keep], [train.labels[i] for i in keep], [train.languages[i] for i in keep])
+    log.info("UMSAB: %d train, %d val examples", len(train.texts), len(val.texts))
+
+    base_dir = build_base_encoder()
+    tokenizer, base = load_base(base_dir)
+    encoder = SharedEncoder(base, TOP)
+    for param in encoder.parameters():
+        param.requires_grad_(False)
+    started = time.monotonic()
+    train_states = cache_trunk(encoder, tokenizer, train.texts, desc="trunk(train)")
+    val_states = cache_trunk(encoder, tokenizer, val.texts, desc="trunk(val)")
+    log.info("trunk cached in %.0fs", time.monotonic() - started)
+
+    # Baseline, same run, same split: frozen encoder embeddings + logistic regression.
+    from sklearn.linear_model import LogisticRegression
+
+    baseline = LogisticRegression(max_iter=2000, C=1.0)
+    baseline.fit(frozen_embeddings(encoder, train_states), train.labels)
+    base_pred = baseline.predict(frozen_embeddings(encoder, val_states))
+    baseline_f1 = per_language_f1(val.labels, base_pred.tolist(), val.languages)
+    log.info("baseline (frozen e5 + logistic regression) val macro-F1: %s", json.dumps(baseline_f1))
+
+    head = encoder.new_sentiment_head()
+    for param in head.parameters():
+        param.requires_grad_(True)
+    optim = torch.optim.AdamW([
+        {"params": head.layers.parameters(), "lr": args.lr},
+        {"params": head.classifier.parameters(), "lr": args.head_lr},
+    ], weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(train_states) / args.batch)
+    total = steps_per_epoch * args.epochs
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
+    labels = torch.tensor(train.labels)
+    best = (-1.0, None, None)
+    history = []
+    for epoch in range(1, args.epochs + 1):
+        head.train()
+        losses = []
+        groups = batches_by_length(train_states, list(range(len(train_states))), args.batch, True, rng)
+        for group in tqdm(groups, desc=f"epoch {epoch}", unit=" batches"):
+            x, mask = collate(train_states, group)
+            loss = torch.nn.functional.cross_entropy(head(x, mask), labels[group])
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            losses.append(loss.item())
+        pred = predict(head, val_states).argmax(1)
+        f1 = per_language_f1(val.labels, pred.tolist(), val.languages)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_macro_f1": f1})
+        log.info("epoch %d loss %.4f val macro-F1 %s", epoch, np.mean(losses), json.dumps(f1))
+        if f1["all"] > best[0]:
+            best = (f1["all"], epoch, {k: v.detach().clone() for k, v in head.state_dict().items()})
+
+    head.load_state_dict(best[2])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "model": "stimmung-sentiment-e5small-top4", "trained_on": "UMSAB train (8 languages)",
+        "selected_on": "UMSAB val", "epoch": best[1], "top_layers": TOP, "max_tokens": MAX_TOKENS,
+        "base": base_dir.name, "seed": args.seed,
+    }
+    save_sentiment(head, args.out, meta)
+    report = {"meta": meta, "history": history, "baseline_val_macro_f1": baseline_f1,
+              "best_val_macro_f1": history[best[1] - 1]["val_macro_f1"], "seconds": time.monotonic() - started}
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
