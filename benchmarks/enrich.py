@@ -34,11 +34,11 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 def workload(n: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
-    umsab = read_umsab(SHARED / "umsab", "val", ["german", "english"]).texts
+    umsab = [t for split in ("train", "val") for t in read_umsab(SHARED / "umsab", split, ["german", "english"]).texts]
     germeval = [d.text for d in read_germeval(SHARED / "germeval2017" / "dev.tsv") if len(d.text) < 600]
-    pool = umsab + rng.sample(germeval, min(len(germeval), len(umsab) // 2))
-    posts = [rng.choice(pool) for _ in range(int(n * 0.85))]
-    posts += [rng.choice(posts) for _ in range(n - len(posts))]  # reposts
+    pool = list(dict.fromkeys(umsab + rng.sample(germeval, min(len(germeval), len(umsab) // 4))))
+    posts = rng.sample(pool, min(len(pool), int(n * 0.85)))  # distinct posts
+    posts += [rng.choice(posts) for _ in range(n - len(posts))]  # 15% exact reposts
     rng.shuffle(posts)
     return posts
 
