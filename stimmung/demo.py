@@ -142,7 +142,9 @@ def _count_fresh(es, index: str, ids: list[str], since: datetime) -> int:
 def _summary(es, index, ids, report, seconds, settings, say) -> None:
     resp = es.search(index=index, size=3, query={"ids": {"values": ids}}, sort=[{"created_at": "desc"}],
                      aggs={"languages": {"terms": {"field": "language"}},
-                           "platforms": {"terms": {"field": "platform"}}})
+                           "platforms": {"terms": {"field": "platform"}},
+                           "sentiment": {"terms": {"field": "sentiment.label"}},
+                           "topics": {"terms": {"field": "topic_labels", "size": 6}}})
     aggs = resp["aggregations"]
     langs = ", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["languages"]["buckets"])
     platforms = ", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["platforms"]["buckets"])
@@ -152,11 +154,15 @@ def _summary(es, index, ids, report, seconds, settings, say) -> None:
         f"{report.rejected} malformed row(s) dead-lettered on '{settings.kafka.topics.deadletter}'.")
     say(f"  languages: {langs}")
     say(f"  platforms: {platforms}")
+    say("  sentiment: " + ", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["sentiment"]["buckets"]))
+    say("  top topics: " + ", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["topics"]["buckets"]))
     say("  newest:")
     for hit in resp["hits"]["hits"]:
         src = hit["_source"]
         author = (src.get("author") or {}).get("pseudonym", "-")
-        say(f"    [{src['language']}] {src['text'][:70]!r}  author={author}")
+        sentiment = (src.get("sentiment") or {}).get("label", "-")
+        topics = ",".join(src.get("topic_labels") or []) or "-"
+        say(f"    [{src['language']}|{sentiment}|{topics}] {src['text'][:60]!r}  author={author}")
     say("")
     say("Search them, e.g. German full text and a facet:")
     say(f"  curl -s '{url}/{index}/_search?pretty' -H 'content-type: application/json' \\")
