@@ -29,10 +29,6 @@ class InMessage:
     value: bytes | None
 
 
-def _reason(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in err.errors())
-
-
 class MentionEnrichment:
     def __init__(self, enricher: Enricher, pseudonymizer: Pseudonymizer):
         self.enricher = enricher
@@ -59,8 +55,7 @@ class MentionEnrichment:
             try:
                 mentions.append(RawMention.model_validate_json(msg.value))
             except ValidationError as err:
-                kind = "json" if any(e["type"] == "json_invalid" for e in err.errors()) else "validation"
-                letters.append(self._dead_letter(msg, kind, _reason(err)))
+                letters.append(self._dead_letter(msg, DeadLetter.kind(err), DeadLetter.describe(err)))
         return mentions, letters
 
     def process(self, messages: Sequence[InMessage]) -> tuple[list[EnrichedMention], list[DeadLetter]]:

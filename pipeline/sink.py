@@ -76,9 +76,7 @@ def prepare(messages: list[InMessage]) -> tuple[list[Doc], list[DeadLetter]]:
         try:
             mention = EnrichedMention.model_validate_json(msg.value or b"")
         except ValidationError as err:
-            reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in err.errors())
-            kind = "json" if any(e["type"] == "json_invalid" for e in err.errors()) else "validation"
-            letters.append(_dead_letter(msg, kind, reason))
+            letters.append(_dead_letter(msg, DeadLetter.kind(err), DeadLetter.describe(err)))
             continue
         source = to_document(mention)
         docs.append(Doc(msg, mention.mention_id, source, len(msg.value or b"")))

@@ -27,6 +27,16 @@ class DeadLetter(BaseModel):
     failed_at: AwareDatetime = Field(default_factory=utcnow)
 
     @staticmethod
+    def describe(err) -> str:
+        """A pydantic ValidationError as one line naming each bad field (never echoing input values)."""
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in err.errors())
+
+    @staticmethod
+    def kind(err) -> str:
+        """'json' when the bytes were not JSON at all, else 'validation'."""
+        return "json" if any(e["type"] == "json_invalid" for e in err.errors()) else "validation"
+
+    @staticmethod
     def encode_payload(data: bytes | str | None) -> str:
         if data is None:
             return ""

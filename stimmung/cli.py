@@ -147,6 +147,13 @@ def _sentiment_predictor(annotator):
     return predict
 
 
+def _topic_predictor(annotator):
+    def predict(texts):
+        return [{label for label, _ in row} for row in annotator.topics.labels_for(annotator.embed(texts))]
+
+    return predict
+
+
 @models_evaluate.command("sentiment")
 @click.option("--umsab", "umsab", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="DIR with <language>/<split>_text.txt and <split>_labels.txt (0/1/2).")
@@ -195,10 +202,7 @@ def models_evaluate_germeval(obj: Context, tsv: Path, part: str, as_json: bool) 
         _fail(str(err))
     annotator = _annotator(obj, True, True)
 
-    def topics(texts):
-        return [{label for label, _ in row} for row in annotator.topics.labels_for(annotator.embed(texts))]
-
-    result = evaluate_germeval(docs, _sentiment_predictor(annotator), topics, part)
+    result = evaluate_germeval(docs, _sentiment_predictor(annotator), _topic_predictor(annotator), part)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -231,10 +235,7 @@ def models_evaluate_topics(obj: Context, jsonl: Path, as_json: bool) -> None:
         _fail(str(err))
     annotator = _annotator(obj, False, True)
 
-    def topics(texts):
-        return [{label for label, _ in row} for row in annotator.topics.labels_for(annotator.embed(texts))]
-
-    result = evaluate_topics(examples, topics, annotator.topics.taxonomy.names)
+    result = evaluate_topics(examples, _topic_predictor(annotator), annotator.topics.taxonomy.names)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

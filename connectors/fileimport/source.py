@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from stimmung.connectors.base import Fetched, Rejected, Source
 from stimmung.connectors.fileimport.client import Format, read_rows
+from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import Author, Engagement, RawMention
 
 # RawMention fields a column can feed (flat names; the source assembles the nested models).
@@ -111,14 +112,6 @@ def row_to_mention(record: dict[str, Any], columns: dict[str, str], default_plat
     )
 
 
-def _validation_reason(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "row"
-        parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)
-
-
 class FileImportSource(Source):
     """One CSV/TSV/JSONL file. Cursor = last row position handled, tied to the file's identity."""
 
@@ -163,7 +156,7 @@ class FileImportSource(Source):
                 yield Fetched(rejected=Rejected(str(err), "mapping", row.raw, row.position), cursor=position)
                 continue
             except ValidationError as err:
-                yield Fetched(rejected=Rejected(_validation_reason(err), "validation", row.raw, row.position),
+                yield Fetched(rejected=Rejected(DeadLetter.describe(err), "validation", row.raw, row.position),
                               cursor=position)
                 continue
             yield Fetched(mention=mention, cursor=position)
