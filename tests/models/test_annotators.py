@@ -30,3 +30,22 @@ def test_sentiment_on_clear_cases_and_duplicates_share_one_result(annotator):
     for a in out:
         assert abs(sum(a.sentiment.probabilities.values()) - 1) < 1e-3
     assert set(annotator.versions) == {"sentiment", "topics"}
+
+
+def test_hf_sentiment_model_loads_by_path_and_annotates(tmp_path, base_dir):
+    """The production path: any sequence-classification model directory (here a tiny one we save)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=3, id2label={0: "Positive", 1: "Negative", 2: "Neutral"},
+                        label2id={"Positive": 0, "Negative": 1, "Neutral": 2})
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp_path)
+    annotator = HFSentimentAnnotator(str(tmp_path), batch_size=2)
+    assert annotator.index == [1, 2, 0] and annotator.version == f"hf:{tmp_path}"
+    items = [MentionText("gut"), MentionText("schlecht"), MentionText("okay")]
+    out = [Annotations() for _ in items]
+    annotator.annotate(items, out)
+    for a in out:
+        assert a.sentiment.label in ("negative", "neutral", "positive")
+        assert abs(sum(a.sentiment.probabilities.values()) - 1) < 1e-3
