@@ -28,34 +28,30 @@ class InMessage:
     key: bytes | None
     value: bytes | None
 
+    def dead_letter(self, stage: str, error_type: str, reason: str) -> DeadLetter:
+        """This message as a dead letter: where it came from, why, and its original bytes."""
+        return DeadLetter(
+            stage=stage, reason=reason, error_type=error_type, source=self.topic, partition=self.partition,
+            offset=self.offset, key=self.key.decode("utf-8", "replace") if self.key else None,
+            payload=DeadLetter.encode_payload(self.value),
+        )
+
 
 class MentionEnrichment:
     def __init__(self, enricher: Enricher, pseudonymizer: Pseudonymizer):
         self.enricher = enricher
         self.pseudonymizer = pseudonymizer
 
-    def _dead_letter(self, msg: InMessage, error_type: str, reason: str) -> DeadLetter:
-        return DeadLetter(
-            stage="enrich",
-            reason=reason,
-            error_type=error_type,
-            source=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key.decode("utf-8", "replace") if msg.key else None,
-            payload=DeadLetter.encode_payload(msg.value),
-        )
-
     def parse(self, messages: Sequence[InMessage]) -> tuple[list[RawMention], list[DeadLetter]]:
         mentions, letters = [], []
         for msg in messages:
             if not msg.value:
-                letters.append(self._dead_letter(msg, "empty", "message has no value"))
+                letters.append(msg.dead_letter("enrich", "empty", "message has no value"))
                 continue
             try:
                 mentions.append(RawMention.model_validate_json(msg.value))
             except ValidationError as err:
-                letters.append(self._dead_letter(msg, DeadLetter.kind(err), DeadLetter.describe(err)))
+                letters.append(msg.dead_letter("enrich", DeadLetter.kind(err), DeadLetter.describe(err)))
         return mentions, letters
 
     def process(self, messages: Sequence[InMessage]) -> tuple[list[EnrichedMention], list[DeadLetter]]:

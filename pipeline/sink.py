@@ -62,21 +62,13 @@ class Backoff:
         self.attempt = 0
 
 
-def _dead_letter(msg: InMessage, error_type: str, reason: str) -> DeadLetter:
-    return DeadLetter(
-        stage="sink", reason=reason, error_type=error_type, source=msg.topic, partition=msg.partition,
-        offset=msg.offset, key=msg.key.decode("utf-8", "replace") if msg.key else None,
-        payload=DeadLetter.encode_payload(msg.value),
-    )
-
-
 def prepare(messages: list[InMessage]) -> tuple[list[Doc], list[DeadLetter]]:
     docs, letters = [], []
     for msg in messages:
         try:
             mention = EnrichedMention.model_validate_json(msg.value or b"")
         except ValidationError as err:
-            letters.append(_dead_letter(msg, DeadLetter.kind(err), DeadLetter.describe(err)))
+            letters.append(msg.dead_letter("sink", DeadLetter.kind(err), DeadLetter.describe(err)))
             continue
         source = to_document(mention)
         docs.append(Doc(msg, mention.mention_id, source, len(msg.value or b"")))
@@ -160,7 +152,7 @@ class BulkWriter:
                 if status in RETRYABLE_STATUS:
                     etype, reason = "retries_exhausted", f"still {status} after {attempt} retries: {reason}"
                 caused = error.get("caused_by", {}).get("reason") if isinstance(error, dict) else None
-                letters.append(_dead_letter(doc.origin, etype, f"{reason}" + (f" (caused by: {caused})" if caused else "")))
+                letters.append(doc.origin.dead_letter("sink", etype, f"{reason}" + (f" (caused by: {caused})" if caused else "")))
             if retry:
                 attempt += 1
                 SINK_RETRIES.labels(reason="item").inc(len(retry))

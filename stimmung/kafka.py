@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -135,11 +134,7 @@ class DeadLetters:
             future.get(timeout=timeout_s)
 
 
-def encode_json(obj) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
 __all__ = [
-    "DeadLetters", "KafkaError", "KafkaUnavailable", "admin_client", "encode_json", "ensure_topics",
+    "DeadLetters", "KafkaError", "KafkaUnavailable", "admin_client", "ensure_topics",
     "make_producer", "topic_specs",
 ]

@@ -55,7 +55,7 @@ def all_docs(settings) -> list[dict]:
     return resp["hits"]["hits"]
 
 
-def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(settings, roles):
+def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(settings, roles, tmp_path):
     ports = {"worker": free_port(), "sink": free_port()}
     roles.start("worker", "sink", metrics_ports=ports)
     report = run_import(settings, sample_path(), None, None, {}, resume=False, rejects=None, show_progress=False)
@@ -97,7 +97,10 @@ def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(set
     assert "not ISO 8601" in reasons and "invalid JSON" in reasons
 
     # Re-importing the same file: every document is overwritten (version 2), none duplicated.
-    run_import(settings, sample_path(), None, None, {}, resume=False, rejects=None, show_progress=False)
+    rejects = tmp_path / "rejects.jsonl"
+    run_import(settings, sample_path(), None, None, {}, resume=False, rejects=rejects, show_progress=False)
+    rejected_rows = [DeadLetter.model_validate_json(line) for line in rejects.read_text().splitlines()]
+    assert sorted(r.offset for r in rejected_rows) == sorted(l.offset for l in letters)
     wait_for(lambda: all(h["_version"] >= 2 for h in all_docs(settings)), timeout=180, check=roles.check_alive,
              message="re-import processed")
     assert count(settings) == SAMPLE_GOOD
