@@ -1,16 +1,31 @@
-"""The mentions index in Elasticsearch: template, capability detection, document shape.
+"""The Elasticsearch indices: templates, time-based layout, lifecycle, document shape.
 
-Full-text search wants language analyzers: the German text of a German mention goes to
-``text_de`` (``german`` analyzer: "Verspätungen" finds "Verspätung"), English to ``text_en``;
-``text`` keeps the standard analyzer for every language. A node without the language analyzers
-(e.g. a minimal test distribution lacking the analysis-common module) still works: the
-sub-fields fall back to the standard analyzer and a warning says so, never a crash.
+Mentions live in one index per period of their *creation* time, named
+``<alias>-v<template version>-<period>`` (e.g. ``stimmung-mentions-v2-2026.11``), all behind the
+read alias ``<alias>`` that every index joins through its template. Why not a data stream or a
+write alias with rollover: both decide the target index by *when the document is written*, so a
+mention re-delivered after a rollover (at-least-once Kafka, a replay) lands in a second index and
+is counted twice. Here the index follows from the mention itself, so ``_id`` = mention id makes
+every re-delivery an overwrite: exactly once in the index, whenever it arrives.
+
+- Versioned: the template is named after ``TEMPLATE_VERSION``; a mapping change bumps it and new
+  writes go to new ``-v<N>-`` indices while the old ones stay searchable through the alias (and two
+  versions can run side by side during a rolling upgrade). A test pins the mapping to the version.
+- Composable: component templates for settings and mappings, one index template composing them.
+- Lifecycle: where the cluster has ILM, a policy deletes an index once its period is older than
+  ``retention_days`` (the index's origination date is set to its period's end); where it has none,
+  the sink deletes expired period indices itself, with a warning that ILM is missing.
+- Full-text search wants language analyzers: German text also goes to ``text_de`` (``german``:
+  "Verspätungen" finds "Verspätung"), English to ``text_en``; ``text`` keeps the standard
+  analyzer for every language. A node without the language analyzers still works: the sub-fields
+  fall back to ``standard`` and a warning says so.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
@@ -20,9 +35,10 @@ from stimmung.schemas.mention import EnrichedMention
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_VERSION = 1
+# Bump whenever mentions_mapping() or the index settings change (tests/unit/test_index.py pins
+# the mapping's fingerprint to this number, so a change cannot slip through unversioned).
+TEMPLATE_VERSION = 2
 LANGUAGE_FIELDS = {"de": ("text_de", "german"), "en": ("text_en", "english")}
-
 
 def make_client(settings: ElasticsearchSettings) -> Elasticsearch:
     kwargs: dict[str, Any] = {"request_timeout": settings.request_timeout_s}
@@ -111,34 +127,211 @@ def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
         "dynamic_templates": [
             {"model_versions": {"path_match": "model_versions.*", "mapping": {"type": "keyword"}}}
         ],
-        "_meta": {"template_version": TEMPLATE_VERSION, "analyzers": sorted(caps.analyzers)},
+        "_meta": {"template_version": TEMPLATE_VERSION},
         "properties": props,
     }
 
 
-def ensure_mentions_index(client: Elasticsearch, settings: ElasticsearchSettings) -> Capabilities:
-    """Put the index template (idempotent, versioned) and create the index if it is missing."""
-    caps = detect_capabilities(client)
-    name = settings.mentions_index
-    client.indices.put_index_template(
-        name=name,
-        index_patterns=[f"{name}*"],
-        priority=100,
-        version=TEMPLATE_VERSION,
-        template={
-            "settings": {"number_of_shards": 1, "refresh_interval": "1s"},
-            "mappings": mentions_mapping(caps),
+@dataclass(frozen=True)
+class IndexLayout:
+    """Names of the time-based mention indices and the periods they cover."""
+
+    alias: str
+    period: str = "month"
+    version: int = TEMPLATE_VERSION
+
+    @classmethod
+    def from_settings(cls, settings: ElasticsearchSettings) -> "IndexLayout":
+        return cls(settings.mentions_index, settings.index_period)
+
+    @property
+    def template(self) -> str:
+        return f"{self.alias}-v{self.version}"
+
+    @property
+    def pattern(self) -> str:
+        return f"{self.alias}-v{self.version}-*"
+
+    @property
+    def all_versions_pattern(self) -> str:
+        return f"{self.alias}-v*-*"
+
+    def period_key(self, when: datetime) -> str:
+        when = when.astimezone(timezone.utc)
+        if self.period == "day":
+            return when.strftime("%Y.%m.%d")
+        if self.period == "week":
+            iso = when.isocalendar()
+            return f"{iso.year}.w{iso.week:02d}"
+        return when.strftime("%Y.%m")
+
+    def index_for(self, when: datetime) -> str:
+        return f"{self.alias}-v{self.version}-{self.period_key(when)}"
+
+    def period_end(self, index: str) -> datetime | None:
+        """End (exclusive, UTC) of the period an index of this alias covers; None if not ours."""
+        prefix = f"{self.alias}-v"
+        if not index.startswith(prefix):
+            return None
+        version, _, key = index[len(prefix):].partition("-")
+        if not version.isdigit():
+            return None
+        try:
+            if ".w" in key:
+                year, week = key.split(".w")
+                start = date.fromisocalendar(int(year), int(week), 1)
+                end = start + timedelta(days=7)
+            elif key.count(".") == 2:
+                end = datetime.strptime(key, "%Y.%m.%d").date() + timedelta(days=1)
+            else:
+                start = datetime.strptime(key, "%Y.%m").date()
+                end = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+        except ValueError:
+            return None
+        return datetime(end.year, end.month, end.day, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class IndexSetup:
+    caps: Capabilities
+    ilm: bool
+    layout: IndexLayout
+
+
+def has_ilm(client: Elasticsearch) -> bool:
+    try:
+        client.ilm.get_status()
+        return True
+    except ApiError as err:
+        if err.status_code in (400, 404, 405, 410):
+            return False
+        raise
+
+
+def _lifecycle_policy(retention_days: int) -> dict[str, Any]:
+    # min_age counts from index.lifecycle.origination_date, which we set to the period's end:
+    # the index is deleted when its newest possible mention is older than the retention.
+    return {
+        "phases": {
+            "hot": {"min_age": "0ms", "actions": {}},
+            "delete": {"min_age": f"{retention_days}d", "actions": {"delete": {}}},
         },
+        "_meta": {"managed_by": "stimmung"},
+    }
+
+
+def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings) -> IndexSetup:
+    """Apply templates (idempotent, versioned), the lifecycle policy and the small indices."""
+    caps = detect_capabilities(client)
+    layout = IndexLayout.from_settings(settings)
+    ilm = has_ilm(client)
+    index_settings: dict[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": settings.replicas,
+                                      "refresh_interval": "1s"}
+    policy = f"{settings.mentions_index}-retention"
+    if settings.retention_days and ilm:
+        client.ilm.put_lifecycle(name=policy, policy=_lifecycle_policy(settings.retention_days))
+        index_settings["index.lifecycle.name"] = policy
+    elif settings.retention_days:
+        log.warning(
+            "Elasticsearch has no index lifecycle management (ILM): the sink deletes mention "
+            "indices older than the retention itself", extra={"retention_days": settings.retention_days}
+        )
+    meta = {"managed_by": "stimmung", "template_version": layout.version}
+    client.cluster.put_component_template(
+        name=f"{layout.template}-settings", template={"settings": index_settings}, version=layout.version, meta=meta)
+    client.cluster.put_component_template(
+        name=f"{layout.template}-mappings", template={"mappings": mentions_mapping(caps)}, version=layout.version, meta=meta)
+    client.indices.put_index_template(
+        name=layout.template,
+        index_patterns=[layout.pattern],
+        composed_of=[f"{layout.template}-settings", f"{layout.template}-mappings"],
+        template={"aliases": {layout.alias: {}}},
+        priority=200 + layout.version,
+        version=layout.version,
+        meta=meta,
+    )
+    _ensure_plain_index(client, settings.alerts_index, alerts_mapping(), settings.replicas)
+    _ensure_plain_index(client, settings.erasures_index, erasures_mapping(), settings.replicas)
+    return IndexSetup(caps, ilm, layout)
+
+
+def _ensure_plain_index(client: Elasticsearch, name: str, mappings: dict[str, Any], replicas: str) -> None:
+    client.indices.put_index_template(
+        name=name, index_patterns=[name], priority=200, version=TEMPLATE_VERSION,
+        template={"settings": {"number_of_shards": 1, "auto_expand_replicas": replicas}, "mappings": mappings},
         meta={"managed_by": "stimmung"},
     )
     if not client.indices.exists(index=name):
         try:
             client.indices.create(index=name)
-            log.info("created index", extra={"index": name})
         except ApiError as err:
             if err.error != "resource_already_exists_exception":
                 raise
-    return caps
+    else:
+        # additive mapping changes reach an existing index; a conflicting one fails loudly here
+        client.indices.put_mapping(index=name, **mappings)
+
+
+def ensure_period_index(client: Elasticsearch, layout: IndexLayout, index: str, ilm: bool) -> None:
+    """Create a period index before its first write, with the period's end as ILM origination date."""
+    settings: dict[str, Any] = {}
+    end = layout.period_end(index)
+    if ilm and end is not None:
+        settings["index.lifecycle.origination_date"] = int(end.timestamp() * 1000)
+    try:
+        client.indices.create(index=index, settings=settings or None)
+        log.info("created index", extra={"index": index})
+    except ApiError as err:
+        if err.error != "resource_already_exists_exception":
+            raise
+
+
+def expired_indices(client: Elasticsearch, layout: IndexLayout, retention_days: int, now: datetime) -> list[str]:
+    if not retention_days:
+        return []
+    cutoff = now - timedelta(days=retention_days)
+    names = client.indices.get(index=layout.all_versions_pattern, expand_wildcards="open,closed", ignore_unavailable=True)
+    return sorted(n for n in names if (end := layout.period_end(n)) is not None and end <= cutoff)
+
+
+def enforce_retention(client: Elasticsearch, settings: ElasticsearchSettings, now: datetime | None = None) -> list[str]:
+    """Delete mention indices whose whole period is older than the retention (no-ILM clusters)."""
+    layout = IndexLayout.from_settings(settings)
+    expired = expired_indices(client, layout, settings.retention_days, now or datetime.now(timezone.utc))
+    for name in expired:
+        client.indices.delete(index=name)
+        log.info("deleted expired index", extra={"index": name, "retention_days": settings.retention_days})
+    return expired
+
+
+def alerts_mapping() -> dict[str, Any]:
+    keyword, date_, count = {"type": "keyword"}, {"type": "date"}, {"type": "long"}
+    return {
+        "dynamic": "strict",
+        "properties": {
+            "@timestamp": date_, "schema_version": {"type": "short"},
+            "alert_id": keyword, "status": keyword, "severity": keyword, "brand": keyword, "topic": keyword,
+            "window_start": date_, "window_end": date_, "observed": count,
+            "expected": {"type": "double"}, "p_value": {"type": "double"},
+            "sentiment_mix": {"properties": {"negative": count, "neutral": count, "positive": count}},
+            "samples": {"properties": {"mention_id": keyword, "excerpt": {"type": "text"}, "platform": keyword,
+                                       "url": {"type": "keyword", "index": False}}},
+            "kibana_url": {"type": "keyword", "index": False},
+            "created_at": date_,
+        },
+    }
+
+
+def erasures_mapping() -> dict[str, Any]:
+    keyword = {"type": "keyword"}
+    return {
+        "dynamic": "strict",
+        "properties": {
+            "schema_version": {"type": "short"},
+            "pseudonym": keyword, "platform": keyword, "erased_at": {"type": "date"},
+            "reason": keyword, "requested_by": keyword, "deleted": {"type": "long"},
+        },
+    }
 
 
 def to_document(mention: EnrichedMention) -> dict[str, Any]:

@@ -6,8 +6,13 @@ One batch at a time (bounded by count, bytes and time):
   3. per item: 2xx done; 429/5xx retried with exponential backoff and jitter; any other error
      (e.g. a mapping conflict) becomes a dead letter carrying Elasticsearch's reason;
   4. dead letters are flushed to Kafka, and only then are the batch's offsets committed.
+Mentions of erased authors and mentions older than the retention are skipped (counted), so a
+replay cannot bring back what was deleted. Each mention goes to the index of its creation period
+(see index.py), created before its first write.
 While Elasticsearch is unreachable the sink stops fetching (partitions paused: backpressure) and
-retries with backoff, polling only to keep its group membership; then it catches up.
+retries with backoff, polling only to keep its group membership; then it catches up. A circuit
+breaker turns repeated failures into one clear "open" state: no requests for ``circuit_reset_s``,
+then a single trial request, logged and exported as ``stimmung_sink_circuit_state``.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, TypeVar
 
+import pybreaker
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError
@@ -28,20 +35,33 @@ from pydantic import ValidationError
 
 from stimmung.config import Settings
 from stimmung.kafka import DeadLetters, make_producer
-from stimmung.metrics import MENTIONS_INDEXED, SINK_BULK_BYTES, SINK_BULK_SECONDS, SINK_RETRIES, SINK_UP
+from stimmung.metrics import (
+    MENTIONS_INDEXED,
+    SINK_BULK_BYTES,
+    SINK_BULK_SECONDS,
+    SINK_CIRCUIT_OPENED,
+    SINK_CIRCUIT_STATE,
+    SINK_RETRIES,
+    SINK_SKIPPED,
+    SINK_UP,
+)
 from stimmung.pipeline.enrich import InMessage
-from stimmung.pipeline.index import ensure_mentions_index, make_client, to_document
+from stimmung.pipeline.erasure import ErasureList
+from stimmung.pipeline.index import IndexLayout, enforce_retention, ensure_indices, ensure_period_index, make_client, to_document
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import EnrichedMention
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {429, 502, 503, 504}
+RETENTION_CHECK_S = 3600.0
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class Doc:
     origin: InMessage
+    index: str
     doc_id: str
     source: dict[str, Any]
     size: int
@@ -62,70 +82,119 @@ class Backoff:
         self.attempt = 0
 
 
-def prepare(messages: list[InMessage]) -> tuple[list[Doc], list[DeadLetter]]:
-    docs, letters = [], []
+@dataclass
+class Prepared:
+    docs: list[Doc]
+    dead_letters: list[DeadLetter]
+    skipped: dict[str, int]
+
+
+def prepare(messages: list[InMessage], layout: IndexLayout, erased: frozenset[str] = frozenset(),
+            not_before: datetime | None = None) -> Prepared:
+    """Parse a batch into documents; malformed -> dead letters; erased/expired -> skipped."""
+    out = Prepared([], [], {})
     for msg in messages:
         try:
             mention = EnrichedMention.model_validate_json(msg.value or b"")
         except ValidationError as err:
-            letters.append(msg.dead_letter("sink", DeadLetter.kind(err), DeadLetter.describe(err)))
+            out.dead_letters.append(msg.dead_letter("sink", DeadLetter.kind(err), DeadLetter.describe(err)))
             continue
-        source = to_document(mention)
-        docs.append(Doc(msg, mention.mention_id, source, len(msg.value or b"")))
-    return docs, letters
+        skip = ("erased" if mention.author.pseudonym in erased
+                else "retention" if not_before is not None and mention.created_at < not_before else None)
+        if skip:
+            out.skipped[skip] = out.skipped.get(skip, 0) + 1
+            continue
+        out.docs.append(Doc(msg, layout.index_for(mention.created_at), mention.mention_id,
+                            to_document(mention), len(msg.value or b"")))
+    return out
+
+
+class _CircuitLog(pybreaker.CircuitBreakerListener):
+    STATES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        name = new_state.name if new_state is not None else pybreaker.STATE_CLOSED
+        SINK_CIRCUIT_STATE.set(self.STATES.get(name, 0))
+        if name == pybreaker.STATE_OPEN:
+            SINK_CIRCUIT_OPENED.inc()
+            log.error("circuit open: Elasticsearch keeps failing; no requests for %.0f s, then one trial",
+                      cb.reset_timeout, extra={"circuit": "open", "failures": cb.fail_counter,
+                                               "reset_s": cb.reset_timeout})
+        elif name == pybreaker.STATE_HALF_OPEN:
+            log.warning("circuit half-open: sending one trial request", extra={"circuit": "half-open"})
+        else:
+            log.warning("circuit closed: Elasticsearch answers again", extra={"circuit": "closed"})
+
+
+def make_breaker(fail_max: int, reset_s: float) -> pybreaker.CircuitBreaker:
+    # Only "Elasticsearch is away or overloaded" counts as failure; a 400 is an answer.
+    answered = lambda e: isinstance(e, ApiError) and e.status_code not in RETRYABLE_STATUS  # noqa: E731
+    return pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_s, exclude=[answered],
+                                    listeners=[_CircuitLog()], name="elasticsearch")
 
 
 class BulkWriter:
     """Indexes a batch; returns dead letters for items Elasticsearch permanently refused."""
 
-    def __init__(self, client: Elasticsearch, index: str, max_item_retries: int = 8,
+    def __init__(self, client: Elasticsearch, layout: IndexLayout, ilm: bool = False, max_item_retries: int = 8,
+                 breaker: pybreaker.CircuitBreaker | None = None,
                  sleep: Callable[[float], None] = time.sleep, should_stop: Callable[[], bool] = lambda: False,
                  on_unavailable: Callable[[], None] = lambda: None):
         self.client = client
-        self.index = index
+        self.layout = layout
+        self.ilm = ilm
         self.max_item_retries = max_item_retries
+        self.breaker = breaker or make_breaker(5, 30.0)
         self.sleep = sleep
         self.should_stop = should_stop
         self.on_unavailable = on_unavailable
+        self._ensured: set[str] = set()
 
-    def _bulk(self, docs: list[Doc]) -> list[dict[str, Any]]:
-        """One bulk request, retried until Elasticsearch answers (it may be down for a while)."""
-        operations: list[dict[str, Any]] = []
-        for d in docs:
-            operations.append({"index": {"_index": self.index, "_id": d.doc_id}})
-            operations.append(d.source)
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call Elasticsearch through the circuit breaker, retrying until it answers (it may be
+        down for a while); raises only when stopping or for a real (non-retryable) error."""
         backoff = Backoff(base_s=0.5, cap_s=15.0)
         while True:
-            started = time.perf_counter()
             try:
-                response = self.client.bulk(operations=operations, refresh=False)
-            except (TransportError, ConnectionError) as err:
-                # Connection refused/timeouts: Elasticsearch is away. Keep the batch, back off.
+                result = self.breaker.call(fn, *args, **kwargs)
+                SINK_UP.set(1)
+                return result
+            except pybreaker.CircuitBreakerError:
+                # Open: nothing was sent. Wait in short steps so stopping and polling stay prompt.
                 SINK_UP.set(0)
-                SINK_RETRIES.labels(reason="unavailable").inc()
+                delay = min(1.0, self.breaker.reset_timeout)
+                reason = "circuit_open"
+            except (TransportError, ConnectionError) as err:
+                SINK_UP.set(0)
                 delay = backoff.next_delay()
-                log.warning("Elasticsearch unavailable; retrying bulk", extra={"error": str(err)[:300], "retry_in_s": round(delay, 2), "docs": len(docs)})
-                if self.should_stop():
-                    raise
-                self.on_unavailable()
-                self.sleep(delay)
-                continue
+                reason = "unavailable"
+                log.warning("Elasticsearch unavailable; retrying", extra={"request": what, "error": str(err)[:300], "retry_in_s": round(delay, 2)})
             except ApiError as err:
-                if err.status_code in RETRYABLE_STATUS:
-                    SINK_UP.set(1)
-                    SINK_RETRIES.labels(reason=str(err.status_code)).inc()
-                    delay = backoff.next_delay()
-                    log.warning("bulk request refused; retrying", extra={"status": err.status_code, "retry_in_s": round(delay, 2)})
-                    if self.should_stop():
-                        raise
-                    self.on_unavailable()
-                    self.sleep(delay)
-                    continue
-                raise
-            SINK_UP.set(1)
-            SINK_BULK_SECONDS.observe(time.perf_counter() - started)
-            SINK_BULK_BYTES.observe(sum(d.size for d in docs))
-            return response["items"]
+                if err.status_code not in RETRYABLE_STATUS:
+                    raise
+                SINK_UP.set(1)
+                delay = backoff.next_delay()
+                reason = str(err.status_code)
+                log.warning("Elasticsearch refused the request; retrying", extra={"request": what, "status": err.status_code, "retry_in_s": round(delay, 2)})
+            SINK_RETRIES.labels(reason=reason).inc()
+            if self.should_stop():
+                raise InterruptedError("stopping while Elasticsearch is unavailable")
+            self.on_unavailable()
+            self.sleep(delay)
+
+    def _bulk(self, docs: list[Doc]) -> list[dict[str, Any]]:
+        for index in {d.index for d in docs} - self._ensured:
+            self.call("create_index", ensure_period_index, self.client, self.layout, index, self.ilm)
+            self._ensured.add(index)
+        operations: list[dict[str, Any]] = []
+        for d in docs:
+            operations.append({"index": {"_index": d.index, "_id": d.doc_id}})
+            operations.append(d.source)
+        started = time.perf_counter()
+        response = self.call("bulk", self.client.bulk, operations=operations, refresh=False)
+        SINK_BULK_SECONDS.observe(time.perf_counter() - started)
+        SINK_BULK_BYTES.observe(sum(d.size for d in docs))
+        return response["items"]
 
     def write(self, docs: list[Doc]) -> tuple[int, list[DeadLetter]]:
         """Index ``docs``; return (indexed count, dead letters). Raises only when stopping."""
@@ -158,7 +227,7 @@ class BulkWriter:
                 SINK_RETRIES.labels(reason="item").inc(len(retry))
                 self.sleep(backoff.next_delay())
             todo = retry
-        MENTIONS_INDEXED.labels(index=self.index).inc(indexed)
+        MENTIONS_INDEXED.labels(index=self.layout.alias).inc(indexed)
         return indexed, letters
 
 
@@ -183,7 +252,8 @@ class ElasticsearchSink:
     def run(self, until: Callable[[], bool] | None = None) -> None:
         s = self.settings
         client = make_client(s.elasticsearch)
-        ensure_mentions_index(client, s.elasticsearch)
+        setup = ensure_indices(client, s.elasticsearch)
+        self.erasures = ErasureList(client, s.elasticsearch.erasures_index, s.elasticsearch.erasure_refresh_s)
         producer = make_producer(s.kafka)
         dead_letters = DeadLetters(producer, s.kafka.topics.deadletter)
         consumer = KafkaConsumer(
@@ -197,16 +267,23 @@ class ElasticsearchSink:
             max_poll_interval_ms=600_000,
         )
         self.consumer = consumer
-        writer = BulkWriter(client, s.elasticsearch.mentions_index, s.pipeline.sink_max_retries,
+        writer = BulkWriter(client, setup.layout, setup.ilm, s.pipeline.sink_max_retries,
+                            breaker=make_breaker(s.elasticsearch.circuit_fail_max, s.elasticsearch.circuit_reset_s),
                             sleep=self._stop.wait, should_stop=self._stop.is_set,
                             on_unavailable=self._keep_membership)
+        next_retention = 0.0
         log.info("sink started", extra={"topic": s.kafka.topics.enriched, "index": s.elasticsearch.mentions_index,
                                           "group": self.group_id})
         try:
             while not self._stop.is_set() and not (until and until()):
+                if not setup.ilm and s.elasticsearch.retention_days and time.monotonic() >= next_retention:
+                    writer.call("retention", enforce_retention, client, s.elasticsearch)
+                    next_retention = time.monotonic() + RETENTION_CHECK_S
                 batch = self._collect(consumer)
                 if batch:
                     self._settle(batch, writer, dead_letters, consumer)
+        except InterruptedError:
+            log.info("stopped while Elasticsearch was unavailable; the open batch will be re-delivered")
         finally:
             consumer.close(autocommit=False)
             producer.close()
@@ -231,8 +308,14 @@ class ElasticsearchSink:
 
     def _settle(self, batch: list[InMessage], writer: BulkWriter, dead_letters: DeadLetters,
                 consumer: KafkaConsumer) -> None:
-        docs, letters = prepare(batch)
-        indexed, refused = writer.write(docs) if docs else (0, [])
+        erased = writer.call("erasures", self.erasures.current)
+        retention = self.settings.elasticsearch.retention_days
+        not_before = datetime.now(timezone.utc) - timedelta(days=retention) if retention else None
+        prepared = prepare(batch, writer.layout, erased, not_before)
+        letters = prepared.dead_letters
+        for reason, count in prepared.skipped.items():
+            SINK_SKIPPED.labels(reason=reason).inc(count)
+        indexed, refused = writer.write(prepared.docs) if prepared.docs else (0, [])
         for letter in letters + refused:
             dead_letters.send(letter)
         dead_letters.flush()
@@ -251,7 +334,8 @@ class ElasticsearchSink:
         paused = consumer.paused()
         if paused:
             consumer.resume(*paused)
-        log.info("batch settled", extra={"messages": len(batch), "indexed": indexed, "dead_letters": len(letters) + len(refused)})
+        log.info("batch settled", extra={"messages": len(batch), "indexed": indexed,
+                                         "dead_letters": len(letters) + len(refused), "skipped": prepared.skipped})
 
 
 def install_signal_handlers(sink: ElasticsearchSink) -> None:
@@ -259,4 +343,4 @@ def install_signal_handlers(sink: ElasticsearchSink) -> None:
     signal.signal(signal.SIGINT, sink.stop)
 
 
-__all__ = ["Backoff", "BulkWriter", "Doc", "ElasticsearchSink", "install_signal_handlers", "prepare"]
+__all__ = ["Backoff", "BulkWriter", "Doc", "ElasticsearchSink", "Prepared", "install_signal_handlers", "make_breaker", "prepare"]

@@ -2,6 +2,7 @@
 
 from stimmung.schemas.alert import Alert, AlertSample
 from stimmung.schemas.deadletter import DeadLetter
+from stimmung.schemas.erasure import ErasureRecord
 from stimmung.schemas.ids import mention_id
 from stimmung.schemas.mention import (
     Author,
@@ -20,9 +21,10 @@ EXPORTED = {
     "enriched_mention": EnrichedMention,
     "alert": Alert,
     "dead_letter": DeadLetter,
+    "erasure_record": ErasureRecord,
 }
 
 __all__ = [
-    "Alert", "AlertSample", "Author", "BrandMatch", "DeadLetter", "EXPORTED", "EnrichedMention",
+    "Alert", "AlertSample", "Author", "BrandMatch", "DeadLetter", "EXPORTED", "ErasureRecord", "EnrichedMention",
     "Engagement", "PseudonymousAuthor", "RawMention", "SentimentResult", "TopicScore", "mention_id",
 ]

@@ -68,7 +68,16 @@ class KafkaSettings(BaseModel):
 
 class ElasticsearchSettings(BaseModel):
     url: str = "http://127.0.0.1:9200"
-    mentions_index: str = "stimmung-mentions"
+    mentions_index: str = Field("stimmung-mentions", description="Read alias over the time-based mention indices (also their name prefix)")
+    alerts_index: str = "stimmung-alerts"
+    erasures_index: str = Field("stimmung-erasures", description="Erasure records: authors whose mentions must never be indexed again")
+    index_period: Literal["day", "week", "month"] = Field("month", description="One mentions index per period of the mention's creation time")
+    retention_days: int = Field(365, ge=0, description="Delete mentions older than this (0 = keep forever); ILM where the cluster has it, else the sink")
+    replicas: str = Field("0-1", description="index.auto_expand_replicas: 0-1 runs green on one node and keeps a replica on more")
+    circuit_fail_max: int = Field(5, ge=1, description="Consecutive failed bulk requests that open the circuit")
+    circuit_reset_s: float = Field(30.0, gt=0, description="How long the circuit stays open before one trial request")
+    erasure_refresh_s: float = Field(5.0, gt=0, description="How often the sink re-reads the erasure records")
+    kibana_url: str | None = Field(None, description="Kibana base URL, for Discover links in search output and alerts")
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
     username: str | None = None

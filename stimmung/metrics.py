@@ -46,6 +46,18 @@ SINK_BULK_BYTES = Histogram(
 SINK_RETRIES = Counter(
     "stimmung_sink_retries_total", "Bulk items or requests retried", ["reason"]
 )
+SINK_SKIPPED = Counter(
+    "stimmung_sink_skipped_total", "Mentions deliberately not indexed (erased author, past retention)", ["reason"]
+)
+SINK_CIRCUIT_STATE = Gauge(
+    "stimmung_sink_circuit_state", "Circuit breaker around Elasticsearch: 0 closed, 1 half-open, 2 open"
+)
+SINK_CIRCUIT_OPENED = Counter(
+    "stimmung_sink_circuit_opened_total", "Times the circuit breaker opened (Elasticsearch failing)"
+)
+ERASURES = Counter(
+    "stimmung_erasures_total", "Authors erased from Elasticsearch on request"
+)
 SINK_UP = Gauge("stimmung_sink_elasticsearch_up", "1 when the last bulk request reached Elasticsearch")
 
 _served: set[int] = set()

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from elasticsearch import Elasticsearch
 
-from stimmung.pipeline.index import detect_capabilities, ensure_mentions_index, to_document
+from stimmung.pipeline.index import IndexLayout, detect_capabilities, ensure_indices, ensure_period_index, to_document
 from stimmung.schemas import EnrichedMention
 
 
@@ -18,14 +18,16 @@ def mention(native_id: str, text: str, language: str) -> EnrichedMention:
 
 def test_german_and_english_full_text_finds_inflected_forms(settings):
     client = Elasticsearch(settings.elasticsearch.url)
-    caps = ensure_mentions_index(client, settings.elasticsearch)
-    assert {"german", "english"} <= caps.analyzers, "the local stack installs both analyzers"
-    index = settings.elasticsearch.mentions_index
+    setup = ensure_indices(client, settings.elasticsearch)
+    assert {"german", "english"} <= setup.caps.analyzers, "the local stack installs both analyzers"
+    index = settings.elasticsearch.mentions_index  # the read alias
     docs = [mention("1", "Schon wieder Verspätungen auf der ganzen Strecke", "de"),
             mention("2", "Die Züge fallen aus", "de"),
             mention("3", "All my deliveries were delayed again", "en")]
     for m in docs:
-        client.index(index=index, id=m.mention_id, document=to_document(m))
+        target = setup.layout.index_for(m.created_at)
+        ensure_period_index(client, setup.layout, target, setup.ilm)
+        client.index(index=target, id=m.mention_id, document=to_document(m))
     client.indices.refresh(index=index)
 
     def native_ids(field: str, query: str) -> set[str]:

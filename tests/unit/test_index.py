@@ -1,6 +1,10 @@
-from datetime import datetime, timezone
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
 
-from stimmung.pipeline.index import Capabilities, mentions_mapping, to_document
+import pytest
+
+from stimmung.pipeline.index import TEMPLATE_VERSION, Capabilities, IndexLayout, mentions_mapping, to_document
 from stimmung.schemas import EnrichedMention
 
 
@@ -53,3 +57,38 @@ def test_missing_analyzers_fall_back_to_standard():
     bare = mentions_mapping(Capabilities(frozenset()))["properties"]
     assert full["text_de"]["analyzer"] == "german" and full["text_en"]["analyzer"] == "english"
     assert bare["text_de"]["analyzer"] == "standard" and bare["text_en"]["analyzer"] == "standard"
+
+
+# The mapping as of TEMPLATE_VERSION. Changing mentions_mapping() changes this fingerprint: bump
+# TEMPLATE_VERSION (new writes go to new -v<N>- indices) and then update both numbers here.
+PINNED = {2: "6a48d0eb8256a6bb"}
+
+
+def test_mapping_changes_come_with_a_new_template_version():
+    mapping = mentions_mapping(Capabilities(frozenset({"german", "english"})))
+    fingerprint = hashlib.sha256(json.dumps(mapping, sort_keys=True).encode()).hexdigest()[:16]
+    assert PINNED.get(TEMPLATE_VERSION) == fingerprint, (
+        f"mentions_mapping() changed (fingerprint {fingerprint}) without bumping TEMPLATE_VERSION")
+
+
+@pytest.mark.parametrize("period, when, name, end", [
+    ("month", datetime(2026, 11, 23, 21, 0, tzinfo=timezone.utc), "m-v2-2026.11", datetime(2026, 12, 1, tzinfo=timezone.utc)),
+    ("month", datetime(2026, 12, 31, 23, 59, tzinfo=timezone.utc), "m-v2-2026.12", datetime(2027, 1, 1, tzinfo=timezone.utc)),
+    ("day", datetime(2026, 2, 28, 12, tzinfo=timezone.utc), "m-v2-2026.02.28", datetime(2026, 3, 1, tzinfo=timezone.utc)),
+    # ISO weeks: 2026-12-31 is in week 53 of 2026, 2027-01-01 too (a Friday)
+    ("week", datetime(2026, 12, 31, tzinfo=timezone.utc), "m-v2-2026.w53", datetime(2027, 1, 4, tzinfo=timezone.utc)),
+    ("week", datetime(2027, 1, 1, tzinfo=timezone.utc), "m-v2-2026.w53", datetime(2027, 1, 4, tzinfo=timezone.utc)),
+])
+def test_the_index_follows_from_the_mentions_creation_time(period, when, name, end):
+    layout = IndexLayout("m", period, version=2)
+    assert layout.index_for(when) == name
+    assert layout.period_end(name) == end
+    assert when < end <= when + timedelta(days=31)
+
+
+def test_index_names_in_other_time_zones_use_utc_and_foreign_names_are_not_ours():
+    layout = IndexLayout("m", "day", version=2)
+    berlin = timezone(timedelta(hours=1))
+    assert layout.index_for(datetime(2026, 11, 24, 0, 30, tzinfo=berlin)) == "m-v2-2026.11.23"
+    for foreign in ("m", "m-v2", "other-v2-2026.11", "m-vx-2026.11", "m-v2-garbage", "mm-v2-2026.11"):
+        assert layout.period_end(foreign) is None
