@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from elasticsearch import ApiError, Elasticsearch
 
@@ -56,13 +57,21 @@ def make_client(settings: ElasticsearchSettings) -> Elasticsearch:
 @dataclass(frozen=True)
 class Capabilities:
     analyzers: frozenset[str]
+    filters: frozenset[str] = frozenset()
 
     def analyzer_for(self, wanted: str) -> str:
         return wanted if wanted in self.analyzers else "standard"
 
+    @property
+    def folding(self) -> bool:
+        return "asciifolding" in self.filters
+
+
+FOLDED_ANALYZER = "stimmung_folded"
+
 
 def detect_capabilities(client: Elasticsearch, analyzers: list[str] | None = None) -> Capabilities:
-    """Ask the node which language analyzers exist (``_analyze`` with each; 400 = missing)."""
+    """Ask the node which language analyzers and the asciifolding filter exist (400 = missing)."""
     available = set()
     for analyzer in analyzers or [a for _, a in LANGUAGE_FIELDS.values()]:
         try:
@@ -77,7 +86,23 @@ def detect_capabilities(client: Elasticsearch, analyzers: list[str] | None = Non
                 analyzer, analyzer.capitalize(),
                 extra={"analyzer": analyzer, "fallback": "standard"},
             )
-    return Capabilities(frozenset(available))
+    filters = set()
+    try:
+        client.indices.analyze(tokenizer="standard", filter=["lowercase", "asciifolding"], text="Café")
+        filters.add("asciifolding")
+    except ApiError as err:
+        if err.status_code != 400:
+            raise
+        log.warning("Elasticsearch has no asciifolding filter: text.folded is not accent-insensitive "
+                    "(brand queries for 'cafe' will not find 'café')", extra={"filter": "asciifolding"})
+    return Capabilities(frozenset(available), frozenset(filters))
+
+
+def index_analysis(caps: Capabilities) -> dict[str, Any]:
+    if not caps.folding:
+        return {}
+    return {"analysis": {"analyzer": {FOLDED_ANALYZER: {
+        "type": "custom", "tokenizer": "standard", "filter": ["lowercase", "asciifolding"]}}}}
 
 
 def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
@@ -90,7 +115,11 @@ def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
         "platform": keyword,
         "native_id": keyword,
         "url": {"type": "keyword", "index": False},
-        "text": {"type": "text", "analyzer": "standard"},
+        "site": keyword,  # the url's host without "www.": the brand query language's site:
+        # text: standard analyzer for every language; text.folded: also accent-insensitive, what
+        # brand queries are compiled against (case- and accent-insensitive like the matcher)
+        "text": {"type": "text", "analyzer": "standard", "fields": {
+            "folded": {"type": "text", "analyzer": FOLDED_ANALYZER if caps.folding else "standard"}}},
         "language_hint": keyword,
         "created_at": {"type": "date"},
         "fetched_at": {"type": "date"},
@@ -226,7 +255,7 @@ def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings) -> In
     layout = IndexLayout.from_settings(settings)
     ilm = has_ilm(client)
     index_settings: dict[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": settings.replicas,
-                                      "refresh_interval": "1s"}
+                                      "refresh_interval": "1s", **index_analysis(caps)}
     policy = f"{settings.mentions_index}-retention"
     if settings.retention_days and ilm:
         client.ilm.put_lifecycle(name=policy, policy=_lifecycle_policy(settings.retention_days))
@@ -334,12 +363,18 @@ def erasures_mapping() -> dict[str, Any]:
     }
 
 
+def site_of(url: str | None) -> str | None:
+    host = urlsplit(url).hostname if url else None
+    return host.removeprefix("www.") if host else None
+
+
 def to_document(mention: EnrichedMention) -> dict[str, Any]:
     """The Elasticsearch source for a mention (``_id`` = mention id, set by the sink)."""
     doc = mention.model_dump(mode="json")
     doc["@timestamp"] = doc["created_at"]
     doc["topic_labels"] = [t["label"] for t in doc["topics"]]
     doc["brand_names"] = sorted({b["brand"] for b in doc["brands"]})
+    doc["site"] = site_of(mention.url)
     language_field = LANGUAGE_FIELDS.get(mention.language)
     if language_field:
         doc[language_field[0]] = mention.text
