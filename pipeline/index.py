@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from elasticsearch import ApiError, Elasticsearch
 
-from stimmung.config import ElasticsearchSettings, read_secret
+from stimmung.config import ConfigError, ElasticsearchSettings, read_secret
 from stimmung.schemas.mention import EnrichedMention
 
 log = logging.getLogger(__name__)
@@ -253,9 +253,14 @@ def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings) -> In
     """Apply templates (idempotent, versioned), the lifecycle policy and the small indices."""
     caps = detect_capabilities(client)
     layout = IndexLayout.from_settings(settings)
+    if layout.alias in client.indices.get(index=layout.alias, ignore_unavailable=True, allow_no_indices=True):
+        raise ConfigError(
+            f"elasticsearch.mentions_index: {layout.alias!r} is a concrete index (made by hand or by an early "
+            f"Stimmung), but the name must be free for the read alias over {layout.pattern}; delete or rename "
+            "that index, or choose another mentions_index")
     ilm = has_ilm(client)
     index_settings: dict[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": settings.replicas,
-                                      "refresh_interval": "1s", **index_analysis(caps)}
+                                      "refresh_interval": "1s"}
     policy = f"{settings.mentions_index}-retention"
     if settings.retention_days and ilm:
         client.ilm.put_lifecycle(name=policy, policy=_lifecycle_policy(settings.retention_days))
@@ -269,7 +274,9 @@ def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings) -> In
     client.cluster.put_component_template(
         name=f"{layout.template}-settings", template={"settings": index_settings}, version=layout.version, meta=meta)
     client.cluster.put_component_template(
-        name=f"{layout.template}-mappings", template={"mappings": mentions_mapping(caps)}, version=layout.version, meta=meta)
+        # the analyzers travel with the mapping that uses them (each component is validated alone)
+        name=f"{layout.template}-mappings", template={"settings": index_analysis(caps), "mappings": mentions_mapping(caps)},
+        version=layout.version, meta=meta)
     client.indices.put_index_template(
         name=layout.template,
         index_patterns=[layout.pattern],

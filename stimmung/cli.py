@@ -428,6 +428,126 @@ def sink(obj: Context) -> None:
     runner.run()
 
 
+# --- Elasticsearch: search, erasure, indices --------------------------------------------------------
+def _es_client(obj: Context):
+    from stimmung.pipeline.index import make_client
+
+    return make_client(obj.settings.elasticsearch)
+
+
+def _pseudonyms_for(obj: Context, client):
+    """author: handles -> the pseudonyms they have on each platform present in the index."""
+    from stimmung.pipeline.erasure import platforms_in_index
+    from stimmung.pipeline.privacy import pseudonymizer_from_settings
+
+    def lookup(handle: str) -> list[str]:
+        pseudonymizer = pseudonymizer_from_settings(obj.settings)
+        platforms = platforms_in_index(client, obj.settings.elasticsearch.mentions_index)
+        return [pseudonymizer.pseudonym(p, handle) for p in platforms]
+    return lookup
+
+
+@main.command("search")
+@click.argument("query", required=False)
+@click.option("--since", default="24h", show_default=True, help="Duration (30m, 1h, 7d, 2w) or ISO timestamp.")
+@click.option("--until", default=None, help="Duration ago or ISO timestamp (default: now).")
+@click.option("--sentiment", multiple=True, type=click.Choice(["negative", "neutral", "positive"]))
+@click.option("--topic", multiple=True, help="Topic label (repeatable).")
+@click.option("--brand", multiple=True, help="Brand name as tagged by the enricher (repeatable).")
+@click.option("--lang", "language", multiple=True, help="Language code (repeatable).")
+@click.option("--platform", multiple=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--kibana-url", default=None, help="Kibana base URL for the Discover link (default: elasticsearch.kibana_url).")
+@click.pass_obj
+def search_cmd(obj: Context, query: str | None, since: str, until: str | None, sentiment: tuple[str, ...],
+               topic: tuple[str, ...], brand: tuple[str, ...], language: tuple[str, ...], platform: tuple[str, ...],
+               limit: int, as_json: bool, kibana_url: str | None) -> None:
+    """Search indexed mentions with a brand query, e.g. 'Nordbahn AND Verspätung*' --since 1h --sentiment negative."""
+    from stimmung.brandquery import BrandQueryError
+    from stimmung.pipeline.search import SearchRequest, search
+
+    request = SearchRequest(query, since, until, list(sentiment), list(topic), list(brand), list(language),
+                            list(platform), limit)
+    client = _es_client(obj)
+    try:
+        result = search(client, obj.settings.elasticsearch.mentions_index, request, _pseudonyms_for(obj, client),
+                        kibana_url or obj.settings.elasticsearch.kibana_url)
+    except BrandQueryError as err:
+        _fail(f"brand query: {err}")
+    except ValueError as err:
+        _fail(str(err))
+    if as_json:
+        click.echo(json.dumps({"total": result.total, "sentiment": result.sentiment,
+                               "discover_url": result.discover_url, "mentions": result.hits},
+                              ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.total} mentions" + (f" matching {query!r}" if query else ""), expand=True)
+    for column, kw in (("time (UTC)", {"no_wrap": True}), ("platform", {}), ("lang", {}), ("sentiment", {}),
+                       ("topics", {}), ("author", {"no_wrap": True}), ("text", {"ratio": 1})):
+        table.add_column(column, **kw)
+    colours = {"negative": "red", "positive": "green"}
+    for hit in result.hits:
+        senti = hit.get("sentiment") or {}
+        label = senti.get("label", "")
+        table.add_row(hit.get("@timestamp", "")[:16].replace("T", " "), hit.get("platform", ""), hit.get("language", ""),
+                      f"[{colours.get(label, 'white')}]{label}[/] {senti.get('score', 0):.2f}" if label else "",
+                      ", ".join(hit.get("topic_labels", [])), (hit.get("author") or {}).get("pseudonym", "")[:12],
+                      (hit.get("text") or "").replace("\n", " ")[:280])
+    console = Console()
+    console.print(table)
+    mix = ", ".join(f"{k} {v}" for k, v in sorted(result.sentiment.items()))
+    if mix:
+        console.print(f"sentiment: {mix}")
+    if result.discover_url:
+        click.echo(f"Kibana: {result.discover_url}")
+
+
+@main.command("erase")
+@click.option("--author", "handle", default=None, help="The author's handle (as on the platform).")
+@click.option("--platform", multiple=True, help="Only on these platforms (default: every platform in the index).")
+@click.option("--pseudonym", multiple=True, help="Erase by pseudonym instead (e.g. from an account-deletion event).")
+@click.option("--reason", default="data-subject-request", show_default=True)
+@click.option("--requested-by", default=None, help="Operator or ticket reference (no personal data).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], pseudonym: tuple[str, ...], reason: str,
+              requested_by: str | None, yes: bool) -> None:
+    """Remove every indexed mention of an author, and keep it removed (replays included)."""
+    from stimmung.pipeline.erasure import erase, platforms_in_index
+    from stimmung.pipeline.index import ensure_indices
+    from stimmung.pipeline.privacy import pseudonymizer_from_settings
+
+    if bool(handle) == bool(pseudonym):
+        _fail("give either --author HANDLE or --pseudonym PSN (one or more)")
+    es = obj.settings.elasticsearch
+    client = _es_client(obj)
+    ensure_indices(client, es)
+    targets: dict[str, str] = {}
+    if handle:
+        pseudonymizer = pseudonymizer_from_settings(obj.settings)
+        platforms = list(platform) or platforms_in_index(client, es.mentions_index)
+        if not platforms:
+            _fail("no --platform given and the index has no mentions to tell which platforms exist")
+        targets = {pseudonymizer.pseudonym(p, handle): p for p in platforms}
+    else:
+        import re
+
+        bad = [p for p in pseudonym if not re.fullmatch(r"psn_[0-9a-f]{32}", p)]
+        if bad:
+            _fail(f"not a pseudonym: {', '.join(bad)}")
+        targets = {p: (platform[0] if platform else "unknown") for p in pseudonym}
+    if not yes:
+        click.confirm(f"Erase all mentions of {len(targets)} pseudonym(s) on {', '.join(sorted(set(targets.values())))}?",
+                      abort=True, err=True)
+    _say("erasing (second sweep after the sinks' refresh interval) ...")
+    result = erase(client, es, targets, reason=reason, requested_by=requested_by)
+    click.echo(json.dumps({"pseudonyms": result.pseudonyms, "deleted": result.deleted, "method": result.method}))
+
+
 @main.command("demo")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Import this file instead of the bundled sample.")

@@ -313,7 +313,9 @@ class KafkaService(Service):
         if not (data / "meta.properties").exists():
             # KRaft storage must be formatted once with a cluster id.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            done = subprocess.run([java, *common, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            done = subprocess.run([java, *common, "kafka.tools.StorageTool", "format",
+                                   # "=" form: a random id may start with "-", which argparse would take for an option
+                                   f"--cluster-id={cluster_id}",
                                    "-c", str(props)], capture_output=True, text=True)
             if done.returncode != 0:
                 raise StackError(f"kafka: formatting storage failed:\n{done.stdout}{done.stderr}")
@@ -454,7 +456,7 @@ class ElasticsearchService(Service):
             for p in (self.home / "plugins").rglob("*"):
                 p.chmod(p.stat().st_mode | stat.S_IRGRP | stat.S_IROTH | (stat.S_IXGRP | stat.S_IXOTH if p.is_dir() else 0))
             marker.write_text(digest)
-            self.report("elasticsearch: installed the german/english analysis plugin")
+            self.report("elasticsearch: installed the analysis plugin (german, english, asciifolding)")
 
     def prepare(self, java_home: Path) -> tuple[list[str], dict[str, str], str | None]:
         s = self.settings

@@ -64,7 +64,7 @@ def config(local_stack, tmp_path) -> dict:
         },
         "elasticsearch": {"url": f"http://127.0.0.1:{PORTS['es_http_port']}", "mentions_index": f"t{run}-mentions",
                           "alerts_index": f"t{run}-alerts", "erasures_index": f"t{run}-erasures",
-                          "erasure_refresh_s": 0.5},
+                          "erasure_refresh_s": 0.5, "circuit_reset_s": 3},
         "pipeline": {"app_id": f"stimmung-test-{run}", "data_dir": str(tmp_path / "faust"),
                      "enrich_batch_wait_s": 0.2, "sink_batch_wait_s": 0.3},
         "stack": {**PORTS, "state_dir": str(STATE_DIR)},

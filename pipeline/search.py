@@ -1,0 +1,123 @@
+"""Search for on-call staff: a brand query plus facets -> Elasticsearch, and the same slice in Kibana.
+
+The brand query is compiled with the same parser the stream uses (stimmung.brandquery), so what
+someone searches is what the enricher tags. Facets (sentiment, topic, brand, language, platform)
+and the time range become filters. ``discover_url`` opens exactly that slice in Kibana Discover:
+the compiled query as a custom filter (labelled with the query text) plus the facets in KQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+from urllib.parse import quote
+
+import prison
+from elasticsearch import Elasticsearch
+
+from stimmung.brandquery import parse
+
+# The Kibana data view for the mentions alias has this id in deploy/kibana/ (import keeps it).
+MENTIONS_DATA_VIEW_ID = "stimmung-mentions"
+SOURCE_FIELDS = ["@timestamp", "mention_id", "platform", "language", "sentiment.label", "sentiment.score",
+                 "topic_labels", "brand_names", "author.pseudonym", "author.follower_count", "text", "url"]
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+
+
+def since_to_date_math(since: str) -> str:
+    """``90m``/``1h``/``7d``/``2w`` -> ``now-90m``; an ISO-8601 timestamp is passed through."""
+    since = since.strip()
+    if _DURATION.match(since):
+        return f"now-{since}"
+    try:
+        datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--since {since!r}: use a duration like 30m, 1h, 7d, 2w or an ISO timestamp") from None
+    return since
+
+
+@dataclass
+class SearchRequest:
+    query: str | None = None
+    since: str = "24h"
+    until: str | None = None
+    sentiment: list[str] = field(default_factory=list)
+    topic: list[str] = field(default_factory=list)
+    brand: list[str] = field(default_factory=list)
+    language: list[str] = field(default_factory=list)
+    platform: list[str] = field(default_factory=list)
+    limit: int = 20
+
+    def facets(self) -> dict[str, list[str]]:
+        return {"sentiment.label": self.sentiment, "topic_labels": self.topic, "brand_names": self.brand,
+                "language": self.language, "platform": self.platform}
+
+    def brand_clause(self, pseudonyms_for: Callable[[str], list[str]] | None) -> dict[str, Any] | None:
+        return parse(self.query).to_elasticsearch(pseudonyms_for) if self.query else None
+
+    def time_range(self) -> dict[str, str]:
+        rng = {"gte": since_to_date_math(self.since)}
+        if self.until:
+            rng["lt"] = since_to_date_math(self.until)
+        return rng
+
+    def body(self, pseudonyms_for: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
+        filters: list[dict[str, Any]] = [{"range": {"@timestamp": self.time_range()}}]
+        filters += [{"terms": {name: values}} for name, values in self.facets().items() if values]
+        must = [c] if (c := self.brand_clause(pseudonyms_for)) else []
+        return {
+            "query": {"bool": {"must": must, "filter": filters}},
+            "sort": [{"@timestamp": "desc"}],
+            "size": self.limit,
+            "track_total_hits": True,
+            "_source": SOURCE_FIELDS,
+            "aggs": {"sentiment": {"terms": {"field": "sentiment.label"}}},
+        }
+
+
+@dataclass
+class SearchResult:
+    total: int
+    hits: list[dict[str, Any]]
+    sentiment: dict[str, int]
+    discover_url: str | None
+
+
+def search(client: Elasticsearch, index: str, request: SearchRequest,
+           pseudonyms_for: Callable[[str], list[str]] | None = None, kibana_url: str | None = None) -> SearchResult:
+    resp = client.search(index=index, ignore_unavailable=True, **request.body(pseudonyms_for))
+    hits = [h["_source"] for h in resp["hits"]["hits"]]
+    buckets = resp.get("aggregations", {}).get("sentiment", {}).get("buckets", [])
+    url = discover_url(kibana_url, request, pseudonyms_for) if kibana_url else None
+    return SearchResult(resp["hits"]["total"]["value"], hits, {b["key"]: b["doc_count"] for b in buckets}, url)
+
+
+def _kql_value(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def discover_url(kibana_url: str, request: SearchRequest,
+                 pseudonyms_for: Callable[[str], list[str]] | None = None) -> str:
+    """Kibana Discover for the same slice (rison-encoded app state, Kibana 8.x URL format)."""
+    kql = " and ".join(
+        "(" + " or ".join(f"{name}:{_kql_value(v)}" for v in values) + ")"
+        for name, values in request.facets().items() if values)
+    filters = []
+    clause = request.brand_clause(pseudonyms_for)
+    if clause:
+        filters.append({
+            "meta": {"alias": request.query, "disabled": False, "negate": False, "type": "custom",
+                     "index": MENTIONS_DATA_VIEW_ID, "key": "query", "value": request.query},
+            "query": clause,
+            "$state": {"store": "appState"},
+        })
+    time_to = "now" if not request.until else request.time_range()["lt"]
+    g = {"time": {"from": request.time_range()["gte"], "to": time_to}}
+    a = {"dataSource": {"dataViewId": MENTIONS_DATA_VIEW_ID, "type": "dataView"},
+         "query": {"language": "kuery", "query": kql}, "filters": filters,
+         "sort": [["@timestamp", "desc"]]}
+    safe = "!'()*,:@$/"
+    return (f"{kibana_url.rstrip('/')}/app/discover#/?_g={quote(prison.dumps(g), safe=safe)}"
+            f"&_a={quote(prison.dumps(a), safe=safe)}")

@@ -1,0 +1,218 @@
+"""Index layout, retention, search and erasure against the real Elasticsearch node."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from urllib.parse import unquote
+
+import prison
+import yaml
+from elasticsearch import Elasticsearch
+from kafka import KafkaProducer
+
+from stimmung.kafka import ensure_topics
+from stimmung.pipeline.enrich import InMessage
+from stimmung.pipeline.index import TEMPLATE_VERSION, enforce_retention, ensure_indices, ensure_period_index
+from stimmung.pipeline.sink import BulkWriter, prepare
+from stimmung.schemas import EnrichedMention
+from stimmung.schemas.pseudonym import Pseudonymizer
+
+from .conftest import PSEUDONYM_KEY, Roles, wait_for
+
+NOW = datetime.now(timezone.utc)
+
+
+def mention(native_id: str, text: str, *, created_at: datetime = NOW, language: str = "de", handle: str = "anna",
+            platform: str = "mastodon", sentiment: str = "negative", **kw) -> EnrichedMention:
+    return EnrichedMention(
+        platform=platform, native_id=native_id, text=text, created_at=created_at, language=language,
+        language_confidence=0.99, language_source="model",
+        author={"pseudonym": Pseudonymizer(PSEUDONYM_KEY).pseudonym(platform, handle), "follower_count": 10},
+        sentiment={"label": sentiment, "score": 0.9,
+                   "probabilities": {"negative": 0.9 if sentiment == "negative" else 0.05, "neutral": 0.05,
+                                     "positive": 0.9 if sentiment == "positive" else 0.05}} if sentiment else None,
+        **kw)
+
+
+def write(client: Elasticsearch, settings, mentions: list[EnrichedMention]) -> int:
+    setup = ensure_indices(client, settings.elasticsearch)
+    messages = [InMessage("enriched", 0, n, m.mention_id.encode(), m.model_dump_json().encode())
+                for n, m in enumerate(mentions)]
+    prepared = prepare(messages, setup.layout)
+    indexed, letters = BulkWriter(client, setup.layout, setup.ilm).write(prepared.docs)
+    assert letters == []
+    client.indices.refresh(index=settings.elasticsearch.mentions_index)
+    return indexed
+
+
+def test_templates_are_composable_versioned_idempotent_and_mentions_land_in_their_period_index(settings, caplog):
+    client = Elasticsearch(settings.elasticsearch.url)
+    es = settings.elasticsearch
+    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.index"):
+        first = ensure_indices(client, es)
+        ensure_indices(client, es)  # idempotent
+    assert not first.ilm and any("no index lifecycle management" in r.getMessage() for r in caplog.records)
+    template = client.indices.get_index_template(name=first.layout.template)["index_templates"][0]["index_template"]
+    assert template["version"] == TEMPLATE_VERSION
+    assert template["composed_of"] == [f"{first.layout.template}-settings", f"{first.layout.template}-mappings"]
+    assert template["index_patterns"] == [f"{es.mentions_index}-v{TEMPLATE_VERSION}-*"]
+
+    november = datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
+    october = datetime(2026, 10, 2, 9, tzinfo=timezone.utc)
+    batch = [mention("n1", "Verspätung", created_at=november), mention("o1", "Ausfall", created_at=october)]
+    assert write(client, settings, batch) == 2
+    assert write(client, settings, batch) == 2  # a re-delivery overwrites: still two documents
+    assert client.count(index=es.mentions_index)["count"] == 2
+    names = sorted(client.indices.get_alias(name=es.mentions_index))
+    assert names == [f"{es.mentions_index}-v{TEMPLATE_VERSION}-2026.10", f"{es.mentions_index}-v{TEMPLATE_VERSION}-2026.11"]
+    mapping = client.indices.get_mapping(index=names[1])[names[1]]["mappings"]
+    assert mapping["dynamic"] == "strict" and mapping["_meta"]["template_version"] == TEMPLATE_VERSION
+    # the alerts and erasure indices exist with their strict mappings
+    for index in (es.alerts_index, es.erasures_index):
+        assert client.indices.get_mapping(index=index)[index]["mappings"]["dynamic"] == "strict"
+
+
+def test_retention_deletes_whole_periods_only_once_they_are_older_than_the_retention(settings):
+    client = Elasticsearch(settings.elasticsearch.url)
+    es = settings.elasticsearch.model_copy(update={"retention_days": 30, "index_period": "day"})
+    setup = ensure_indices(client, es)
+    now = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+    old, edge, fresh = (setup.layout.index_for(now - timedelta(days=d)) for d in (40, 30, 3))
+    for name in (old, edge, fresh):
+        ensure_period_index(client, setup.layout, name, setup.ilm)
+    # 'edge' covers 2026-10-24; it ends 2026-10-25 00:00, less than 30 days before `now`: kept
+    assert enforce_retention(client, es, now=now) == [old]
+    assert not client.indices.exists(index=old) and client.indices.exists(index=edge) and client.indices.exists(index=fresh)
+    # and the sink refuses to bring expired mentions back
+    stale = InMessage("enriched", 0, 0, b"k", mention("s1", "alt", created_at=now - timedelta(days=45)).model_dump_json().encode())
+    prepared = prepare([stale], setup.layout, not_before=now - timedelta(days=30))
+    assert prepared.docs == [] and prepared.skipped == {"retention": 1}
+
+
+def _cli(config_file, *args: str, env_key: bool = True) -> subprocess.CompletedProcess:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STIMMUNG_")}
+    env["COLUMNS"] = "200"  # the table's width when stdout is not a terminal
+    if env_key:
+        env["STIMMUNG_PRIVACY__PSEUDONYM_KEY"] = PSEUDONYM_KEY
+    return subprocess.run([sys.executable, "-m", "stimmung.cli", "--config", str(config_file), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_search_command_brand_query_facets_table_json_and_discover_link(settings, config, tmp_path):
+    client = Elasticsearch(settings.elasticsearch.url)
+    write(client, settings, [
+        mention("s1", "Die NORDBAHN hat schon wieder Verspätungen, Café am Bahnhof zu", handle="anna"),
+        mention("s2", "Nordbahn: der Zug fällt aus", handle="ben"),
+        mention("s3", "Nordbahn ist heute pünktlich, danke", handle="ben", sentiment="positive"),
+        mention("s4", "Nordbahn refund took forever, awful", language="en", handle="cem"),
+        mention("s5", "Verspätung bei der Südbahn", handle="anna"),
+        mention("s6", "Nordbahn Verspätung letzte Woche", handle="anna", created_at=NOW - timedelta(days=8)),
+    ])
+    config_file = tmp_path / "cli.yaml"
+    config_file.write_text(yaml.safe_dump({**config, "elasticsearch": {**config["elasticsearch"],
+                                                                       "kibana_url": "http://kibana.local:5601"}}))
+
+    def ids(*args: str) -> list[str]:
+        done = _cli(config_file, "search", *args, "--json")
+        assert done.returncode == 0, done.stderr
+        return sorted(m["mention_id"] for m in json.loads(done.stdout)["mentions"])
+
+    want = lambda *natives: sorted(mention(n, "x").mention_id for n in natives)  # noqa: E731
+    # case- and accent-insensitive, wildcard, phrase; the 8-day-old one is outside --since 7d
+    assert ids('nordbahn AND (verspatung* OR "zug fallt aus")', "--since", "7d") == want("s1", "s2")
+    assert ids('nordbahn AND (verspatung* OR "zug fallt aus")', "--since", "30d") == want("s1", "s2", "s6")
+    assert ids("cafe", "--since", "1d") == want("s1")
+    assert ids("nordbahn NEAR/1 forever", "--since", "1d") == []
+    assert ids("refund NEAR/1 forever", "--since", "1d") == want("s4")
+    assert ids("nordbahn", "--sentiment", "negative", "--lang", "de", "--since", "1d") == want("s1", "s2")
+    assert ids("nordbahn NOT lang:de", "--since", "1d") == want("s4")
+    assert ids("author:@Anna", "--since", "30d") == want("s1", "s5", "s6")  # via the pseudonym
+
+    done = _cli(config_file, "search", "nordbahn", "--since", "1d", "--sentiment", "negative", "--json")
+    out = json.loads(done.stdout)
+    assert out["total"] == 3 and out["sentiment"] == {"negative": 3}
+    url = out["discover_url"]
+    assert url.startswith("http://kibana.local:5601/app/discover#/?_g=")
+    state = prison.loads(unquote(url.split("&_a=")[1]))
+    assert state["query"] == {"language": "kuery", "query": '(sentiment.label:"negative")'}
+    assert state["filters"][0]["meta"]["alias"] == "nordbahn"
+    # the link's filter is the very query the command ran: Elasticsearch finds the same documents
+    link_query = {"bool": {"filter": [state["filters"][0]["query"], {"term": {"sentiment.label": "negative"}},
+                                      {"range": {"@timestamp": {"gte": prison.loads(unquote(url.split("_g=")[1].split("&")[0]))["time"]["from"]}}}]}}
+    hits = client.search(index=settings.elasticsearch.mentions_index, query=link_query)["hits"]["total"]["value"]
+    assert hits == 3
+
+    table = _cli(config_file, "search", "nordbahn", "--since", "1d")
+    assert table.returncode == 0 and "Verspätungen" in table.stdout and "Kibana: http://kibana.local" in table.stdout
+    bad = _cli(config_file, "search", "nordbahn AND", "--since", "1d")
+    assert bad.returncode == 2 and "ends too early" in bad.stderr and "^" in bad.stderr
+
+
+def test_erasure_removes_every_mention_of_the_author_and_survives_a_replay(settings, config, roles, tmp_path):
+    ensure_topics(settings.kafka)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    mentions = [mention(f"e{n}", f"Nordbahn Ärger Nummer {n}", handle="Mausi007", platform=platform)
+                for n, platform in enumerate(["mastodon", "bluesky", "mastodon"])]
+    others = [mention(f"k{n}", f"Nordbahn Lob {n}", handle="keeper") for n in range(3)]
+
+    def send(batch):
+        for m in batch:
+            producer.send(settings.kafka.topics.enriched, key=m.mention_id.encode(), value=m.model_dump_json().encode())
+        producer.flush()
+
+    send(mentions + others)
+    roles.start("sink")
+    client = Elasticsearch(settings.elasticsearch.url)
+    index = settings.elasticsearch.mentions_index
+
+    def count(query=None) -> int:  # the alias exists once the first mention is indexed
+        client.indices.refresh(index=index, ignore_unavailable=True)
+        return client.count(index=index, query=query or {"match_all": {}}, ignore_unavailable=True)["count"]
+
+    wait_for(lambda: count() == 6, timeout=120, check=roles.check_alive, message="six mentions indexed")
+    done = _cli(roles.config_file, "erase", "--author", "@mausi007", "--yes", "--requested-by", "ticket-42")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["deleted"] == 3 and result["method"] == "search+bulk"  # this node has no _delete_by_query
+    assert "mausi" not in done.stderr.lower(), "the handle is not logged"
+    pseudonyms = {m.author.pseudonym for m in mentions}
+    assert set(result["pseudonyms"]) == pseudonyms
+    assert count() == 3 and count({"terms": {"author.pseudonym": sorted(pseudonyms)}}) == 0
+    records = client.search(index=settings.elasticsearch.erasures_index)["hits"]["hits"]
+    assert {r["_source"]["pseudonym"] for r in records} == pseudonyms
+    assert "mausi" not in json.dumps(records).lower(), "the erasure record keeps the pseudonym, not the handle"
+
+    # A replay: the same mentions arrive again, and a second sink (new consumer group) re-reads the
+    # whole topic from the start. Neither brings the erased author back.
+    send(mentions + [mention("k9", "Nordbahn Lob neu", handle="keeper")])
+    wait_for(lambda: count() == 4, timeout=60, check=roles.check_alive, message="the new mention indexed")
+    replay_config = {**config, "pipeline": {**config["pipeline"], "app_id": config["pipeline"]["app_id"] + "-replay"}}
+    (tmp_path / "replay").mkdir()
+    replay = Roles(replay_config, tmp_path / "replay")
+    replay.start("sink")
+    try:
+        from .test_end_to_end import _lag
+
+        wait_for(lambda: _lag(settings, replay_config["pipeline"]["app_id"] + "-sink", settings.kafka.topics.enriched) == 0,
+                 timeout=120, check=replay.check_alive, message="the replaying sink read the whole topic")
+    finally:
+        replay.stop()
+    assert count() == 4 and count({"terms": {"author.pseudonym": sorted(pseudonyms)}}) == 0
+    assert '"skipped": {"erased": ' in replay.log("sink") or "'erased'" in replay.log("sink")
+
+
+def test_a_concrete_index_in_the_aliases_place_is_a_clear_error(settings):
+    import pytest
+
+    from stimmung.config import ConfigError
+
+    client = Elasticsearch(settings.elasticsearch.url)
+    client.indices.create(index=settings.elasticsearch.mentions_index)
+    with pytest.raises(ConfigError, match="is a concrete index"):
+        ensure_indices(client, settings.elasticsearch)
