@@ -458,7 +458,7 @@ def _pseudonyms_for(obj: Context, client):
 @click.option("--platform", multiple=True)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--kibana-url", default=None, help="Kibana base URL for the Discover link (default: elasticsearch.kibana_url).")
+@click.option("--kibana-url", default=None, help="Kibana base URL for the Discover link (default: kibana.url).")
 @click.pass_obj
 def search_cmd(obj: Context, query: str | None, since: str, until: str | None, sentiment: tuple[str, ...],
                topic: tuple[str, ...], brand: tuple[str, ...], language: tuple[str, ...], platform: tuple[str, ...],
@@ -472,7 +472,7 @@ def search_cmd(obj: Context, query: str | None, since: str, until: str | None, s
     client = _es_client(obj)
     try:
         result = search(client, obj.settings.elasticsearch.mentions_index, request, _pseudonyms_for(obj, client),
-                        kibana_url or obj.settings.elasticsearch.kibana_url)
+                        kibana_url or obj.settings.kibana.url)
     except BrandQueryError as err:
         _fail(f"brand query: {err}")
     except ValueError as err:
@@ -546,6 +546,47 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], pseud
     _say("erasing (second sweep after the sinks' refresh interval) ...")
     result = erase(client, es, targets, reason=reason, requested_by=requested_by)
     click.echo(json.dumps({"pseudonyms": result.pseudonyms, "deleted": result.deleted, "method": result.method}))
+
+
+# --- Kibana --------------------------------------------------------------------------------------------
+@main.group()
+def kibana() -> None:
+    """Kibana saved objects: data views, saved searches, charts and the overview dashboard."""
+
+
+@kibana.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the NDJSON (default: deploy/kibana/stimmung.ndjson, default index names).")
+@click.option("--from-settings", is_flag=True, help="Use the configured index names instead of the defaults.")
+@click.pass_obj
+def kibana_export(obj: Context, out: Path | None, from_settings: bool) -> None:
+    """Write the saved objects as NDJSON (for Stack Management -> Saved objects -> Import)."""
+    from stimmung.kibana import NDJSON_PATH, build_objects, objects_for, to_ndjson
+
+    objects = objects_for(obj.settings) if from_settings else build_objects()
+    path = out or NDJSON_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_ndjson(objects), encoding="utf-8")
+    click.echo(f"wrote {len(objects)} objects to {path}")
+
+
+@kibana.command("import")
+@click.option("--url", default=None, help="Kibana base URL (default: kibana.url).")
+@click.option("--space", default=None, help="Kibana space (default: kibana.space or the default space).")
+@click.pass_obj
+def kibana_import(obj: Context, url: str | None, space: str | None) -> None:
+    """Import (overwrite) the saved objects via Kibana's saved-objects API, with the configured index names."""
+    from stimmung.kibana import KibanaError, import_objects, objects_for
+
+    ks = obj.settings.kibana.model_copy(update={k: v for k, v in {"url": url and url.rstrip("/"), "space": space}.items() if v})
+    objects = objects_for(obj.settings)
+    try:
+        body = import_objects(ks, objects)
+    except KibanaError as err:
+        _fail(str(err))
+    click.echo(f"imported {body.get('successCount', len(objects))} objects into {ks.url}"
+               + (f" (space {ks.space})" if ks.space else "")
+               + f"; dashboard: {ks.url}{'/s/' + ks.space if ks.space else ''}/app/dashboards#/view/stimmung-overview")
 
 
 @main.command("demo")

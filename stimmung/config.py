@@ -77,7 +77,6 @@ class ElasticsearchSettings(BaseModel):
     circuit_fail_max: int = Field(5, ge=1, description="Consecutive failed bulk requests that open the circuit")
     circuit_reset_s: float = Field(30.0, gt=0, description="How long the circuit stays open before one trial request")
     erasure_refresh_s: float = Field(5.0, gt=0, description="How often the sink re-reads the erasure records")
-    kibana_url: str | None = Field(None, description="Kibana base URL, for Discover links in search output and alerts")
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
     username: str | None = None
@@ -92,6 +91,24 @@ class ElasticsearchSettings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+
+class KibanaSettings(BaseModel):
+    url: str | None = Field(None, description="Kibana base URL: saved-object import, Discover links in search output and alerts")
+    space: str | None = Field(None, description="Kibana space for imported objects (default space if unset)")
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    ca_certs: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
 
 
 class PipelineSettings(BaseModel):
@@ -203,6 +220,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     kafka: KafkaSettings = KafkaSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    kibana: KibanaSettings = KibanaSettings()
     pipeline: PipelineSettings = PipelineSettings()
     models: ModelSettings = ModelSettings()
     privacy: PrivacySettings = PrivacySettings()

@@ -115,8 +115,7 @@ def test_search_command_brand_query_facets_table_json_and_discover_link(settings
         mention("s6", "Nordbahn Verspätung letzte Woche", handle="anna", created_at=NOW - timedelta(days=8)),
     ])
     config_file = tmp_path / "cli.yaml"
-    config_file.write_text(yaml.safe_dump({**config, "elasticsearch": {**config["elasticsearch"],
-                                                                       "kibana_url": "http://kibana.local:5601"}}))
+    config_file.write_text(yaml.safe_dump({**config, "kibana": {"url": "http://kibana.local:5601"}}))
 
     def ids(*args: str) -> list[str]:
         done = _cli(config_file, "search", *args, "--json")

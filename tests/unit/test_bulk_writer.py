@@ -118,3 +118,24 @@ def test_a_non_retryable_error_is_an_answer_not_an_outage():
     else:
         raise AssertionError("a 400 for the whole request must surface")
     assert breaker.current_state == "closed"
+
+
+def test_prepare_routes_by_creation_period_and_skips_erased_authors_and_expired_mentions():
+    from datetime import datetime, timedelta, timezone
+
+    from stimmung.pipeline.sink import prepare
+    from stimmung.schemas import EnrichedMention
+
+    def msg(n, pseudonym, created):
+        m = EnrichedMention(platform="csv", native_id=str(n), text="t", created_at=created, language="de",
+                            language_confidence=0.9, language_source="model", author={"pseudonym": pseudonym})
+        return InMessage("enriched", 0, n, b"k", m.model_dump_json().encode())
+
+    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    batch = [msg(0, "psn_keep", now), msg(1, "psn_gone", now), msg(2, "psn_keep", now - timedelta(days=400)),
+             msg(3, "psn_keep", datetime(2026, 10, 31, 23, 59, tzinfo=timezone.utc)),
+             InMessage("enriched", 0, 4, b"k", b"{not json")]
+    out = prepare(batch, LAYOUT, erased=frozenset({"psn_gone"}), not_before=now - timedelta(days=365))
+    assert [d.index for d in out.docs] == ["idx-v2-2026.11", "idx-v2-2026.10"]
+    assert out.skipped == {"erased": 1, "retention": 1}
+    assert [letter.offset for letter in out.dead_letters] == [4]
