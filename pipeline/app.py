@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
+from stimmung.brandquery import BrandTagger
 from stimmung.config import Settings
 from stimmung.metrics import MENTIONS_ENRICHED
 from stimmung.models import Enricher, default_enricher
@@ -45,7 +46,8 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
         datadir=str(pipe.data_dir),
         broker_client_id=kafka.client_id,
     )
-    processing = MentionEnrichment(enricher or default_enricher(settings), pseudonymizer_from_settings(settings))
+    processing = MentionEnrichment(enricher or default_enricher(settings), pseudonymizer_from_settings(settings),
+                                   BrandTagger.from_settings(settings))
     # One thread: the models are not re-entrant and torch uses its own intra-op threads anyway.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich")
 

@@ -13,10 +13,11 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
+from stimmung.brandquery import BrandTagger, Target
 from stimmung.metrics import ENRICH_BATCH_SECONDS, ENRICH_BATCH_SIZE
 from stimmung.models.base import Enricher, MentionText
 from stimmung.schemas.deadletter import DeadLetter
-from stimmung.schemas.mention import EnrichedMention, PseudonymousAuthor, RawMention
+from stimmung.schemas.mention import BrandMatch, EnrichedMention, PseudonymousAuthor, RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer
 
 
@@ -38,9 +39,10 @@ class InMessage:
 
 
 class MentionEnrichment:
-    def __init__(self, enricher: Enricher, pseudonymizer: Pseudonymizer):
+    def __init__(self, enricher: Enricher, pseudonymizer: Pseudonymizer, brands: BrandTagger | None = None):
         self.enricher = enricher
         self.pseudonymizer = pseudonymizer
+        self.brands = brands
 
     def parse(self, messages: Sequence[InMessage]) -> tuple[list[RawMention], list[DeadLetter]]:
         mentions, letters = [], []
@@ -78,6 +80,11 @@ class MentionEnrichment:
                     pseudonym=self.pseudonymizer.pseudonym(raw.platform, raw.author.handle),
                     follower_count=raw.author.follower_count,
                 )
+            brands = ann.brands
+            if self.brands:
+                # Brand queries see the handle (author:) here, before it is pseudonymised.
+                target = Target.of(raw.text, ann.language, raw.url, raw.author.handle if raw.author else None)
+                brands = [BrandMatch(brand=name, query=query) for name, query in self.brands.tag(target)]
             base = raw.model_dump(exclude={"author", "raw", "mention_id"})
             enriched.append(
                 EnrichedMention(
@@ -88,7 +95,7 @@ class MentionEnrichment:
                     language_source=ann.language_source,
                     sentiment=ann.sentiment,
                     topics=ann.topics,
-                    brands=ann.brands,
+                    brands=brands,
                     model_versions=versions,
                 )
             )

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TypeVar
 
+import orjson
 import pybreaker
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from kafka import KafkaConsumer, TopicPartition
@@ -63,7 +64,7 @@ class Doc:
     origin: InMessage
     index: str
     doc_id: str
-    source: dict[str, Any]
+    source: bytes  # the JSON document
     size: int
 
 
@@ -104,8 +105,10 @@ def prepare(messages: list[InMessage], layout: IndexLayout, erased: frozenset[st
         if skip:
             out.skipped[skip] = out.skipped.get(skip, 0) + 1
             continue
-        out.docs.append(Doc(msg, layout.index_for(mention.created_at), mention.mention_id,
-                            to_document(mention), len(msg.value or b"")))
+        # Encoded once here (orjson: several times faster than the client's stdlib json); the
+        # bulk body is these bytes, and their length is what the byte bound counts.
+        source = orjson.dumps(to_document(mention))
+        out.docs.append(Doc(msg, layout.index_for(mention.created_at), mention.mention_id, source, len(source)))
     return out
 
 
@@ -186,9 +189,9 @@ class BulkWriter:
         for index in {d.index for d in docs} - self._ensured:
             self.call("create_index", ensure_period_index, self.client, self.layout, index, self.ilm)
             self._ensured.add(index)
-        operations: list[dict[str, Any]] = []
+        operations: list[bytes] = []
         for d in docs:
-            operations.append({"index": {"_index": d.index, "_id": d.doc_id}})
+            operations.append(orjson.dumps({"index": {"_index": d.index, "_id": d.doc_id}}))
             operations.append(d.source)
         started = time.perf_counter()
         response = self.call("bulk", self.client.bulk, operations=operations, refresh=False)

@@ -8,11 +8,13 @@ delivery becomes effectively-once without any coordination.
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 
 # Fixed namespace for Stimmung mention ids (never change: it would re-key every stored mention).
 MENTION_NAMESPACE = uuid.UUID("5f1d0c36-5a0e-4c47-9d59-0b6f4a7f3e21")
 
 
+@lru_cache(maxsize=16384)  # validation, serialisation and the sink each ask for the same id
 def mention_id(platform: str, native_id: str) -> str:
     """UUIDv5 of ``platform`` and ``native_id`` (platform is case-insensitive, the id is not)."""
     if not platform or not native_id:

@@ -447,3 +447,25 @@ def render(node: Node) -> str:
     joiner = " AND " if isinstance(node, And) else " OR "
     return joiner.join(render(c) if isinstance(c, (Term, Field, Not, Near)) else f"({render(c)})"
                        for c in node.children)
+
+
+class BrandTagger:
+    """Tags a mention with every configured brand one of whose queries matches it."""
+
+    def __init__(self, brands: Iterable[tuple[str, Iterable[str]]]):
+        self.queries = [(name, parse(q)) for name, qs in brands for q in qs]
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "BrandTagger":
+        return cls((b.name, b.queries) for b in settings.brands)
+
+    def __bool__(self) -> bool:
+        return bool(self.queries)
+
+    def tag(self, target: Target) -> list[tuple[str, str]]:
+        """(brand, query text) for each brand that matches, first matching query per brand."""
+        found: dict[str, str] = {}
+        for name, query in self.queries:
+            if name not in found and query.matches(target):
+                found[name] = query.text
+        return list(found.items())

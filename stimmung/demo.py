@@ -3,6 +3,7 @@ run the enrichment worker and the sink until every good row is searchable, print
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -63,6 +64,14 @@ def run_demo(settings: Settings, path: Path | None, timeout: float, keep_stack: 
         say(f"    no pseudonymisation key configured: using the local demo key {key_file} "
             "(production: STIMMUNG_PRIVACY__PSEUDONYM_KEY_FILE)")
         env["STIMMUNG_PRIVACY__PSEUDONYM_KEY_FILE"] = str(key_file)
+    if not settings.brands:
+        import yaml
+
+        brands = yaml.safe_load((sample_path().parent / "sample_brands.yaml").read_text(encoding="utf-8"))
+        env["STIMMUNG_BRANDS"] = json.dumps(brands)
+        say(f"    no brands configured: tagging with the sample's {', '.join(b['name'] for b in brands)}")
+    # The sample's dates are fixed: keep them searchable however old they get.
+    env["STIMMUNG_ELASTICSEARCH__RETENTION_DAYS"] = "0"
     # The demo talks to the stack it just started, whatever else the settings point at.
     env["STIMMUNG_KAFKA__BOOTSTRAP_SERVERS"] = f"127.0.0.1:{settings.stack.kafka_port}"
     env["STIMMUNG_ELASTICSEARCH__URL"] = f"http://127.0.0.1:{settings.stack.es_http_port}"
@@ -144,7 +153,9 @@ def _summary(es, index, ids, report, seconds, settings, say) -> None:
                      aggs={"languages": {"terms": {"field": "language"}},
                            "platforms": {"terms": {"field": "platform"}},
                            "sentiment": {"terms": {"field": "sentiment.label"}},
-                           "topics": {"terms": {"field": "topic_labels", "size": 6}}})
+                           "topics": {"terms": {"field": "topic_labels", "size": 6}},
+                           "brands": {"terms": {"field": "brand_names", "size": 10}},
+                           "oldest": {"min": {"field": "created_at"}}})
     aggs = resp["aggregations"]
     langs = ", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["languages"]["buckets"])
     platforms = ", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["platforms"]["buckets"])
@@ -156,6 +167,7 @@ def _summary(es, index, ids, report, seconds, settings, say) -> None:
     say(f"  platforms: {platforms}")
     say("  sentiment: " + ", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["sentiment"]["buckets"]))
     say("  top topics: " + ", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["topics"]["buckets"]))
+    say("  brands: " + (", ".join(f"{b['key']} {b['doc_count']}" for b in aggs["brands"]["buckets"]) or "-"))
     say("  newest:")
     for hit in resp["hits"]["hits"]:
         src = hit["_source"]
@@ -164,8 +176,9 @@ def _summary(es, index, ids, report, seconds, settings, say) -> None:
         topics = ",".join(src.get("topic_labels") or []) or "-"
         say(f"    [{src['language']}|{sentiment}|{topics}] {src['text'][:60]!r}  author={author}")
     say("")
-    say("Search them, e.g. German full text and a facet:")
-    say(f"  curl -s '{url}/{index}/_search?pretty' -H 'content-type: application/json' \\")
-    say("    -d '{\"query\":{\"bool\":{\"must\":{\"match\":{\"text_de\":\"Verspätung\"}},"
-        "\"filter\":{\"term\":{\"language\":\"de\"}}}}}'")
+    say("Search them with a brand query, e.g. negative German mentions of Nordbahn about delays:")
+    oldest = datetime.fromtimestamp(aggs["oldest"]["value"] / 1000, timezone.utc)
+    days = max(1, (datetime.now(timezone.utc) - oldest).days + 1)
+    say(f"  ./run stimmung search 'Nordbahn AND Verspätung*' --lang de --sentiment negative --since {days}d")
+    say(f"or with Elasticsearch directly: curl -s '{url}/{index}/_search?q=text_de:Verspätung&pretty'")
     say("The stack keeps running: `stimmung stack status`, stop it with `stimmung stack down`.")

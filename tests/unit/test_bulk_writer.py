@@ -1,5 +1,6 @@
 """BulkWriter's per-item logic against a scripted client (pure logic; the real node is in integration)."""
 
+import json
 import time
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -27,7 +28,7 @@ class ScriptedClient:
         self.indices = Indices()
 
     def bulk(self, operations, refresh):
-        self.calls.append([op["index"]["_id"] for op in operations[::2]])
+        self.calls.append([json.loads(op)["index"]["_id"] for op in operations[::2]])
         response = self.responses.pop(0)
         if isinstance(response, Exception):
             raise response
@@ -35,7 +36,7 @@ class ScriptedClient:
 
 
 def docs(*ids):
-    return [Doc(InMessage("enriched", 0, n, i.encode(), b"{}"), "idx-v2-2026.11", i, {"text": i}, 2)
+    return [Doc(InMessage("enriched", 0, n, i.encode(), b"{}"), "idx-v2-2026.11", i, json.dumps({"text": i}).encode(), 2)
             for n, i in enumerate(ids)]
 
 

@@ -54,3 +54,28 @@ def test_malformed_messages_become_dead_letters_and_the_rest_flows(processing):
 def test_duplicates_in_a_batch_are_enriched_once(processing):
     enriched, _ = processing.process([message(raw_bytes(native_id="7"), i) for i in range(3)])
     assert len(enriched) == 1
+
+
+def test_brand_queries_tag_mentions_using_language_and_handle_before_pseudonymisation():
+    from stimmung.brandquery import BrandTagger
+
+    tagger = BrandTagger([("Kaufhafen", ["Kaufhafen AND (Bestellung OR Lieferung*)", "author:@kaufhafen_hilfe"]),
+                          ("Nordbahn", ["Nordbahn NOT lang:en"])])
+    processing = MentionEnrichment(Enricher([LanguageAnnotator()]), Pseudonymizer("unit-test-key-0123456789"), tagger)
+    enriched, _ = processing.process([
+        message(raw_bytes("a", "Meine KAUFHAFEN Bestellung ist nach zwei Wochen immer noch nicht angekommen."), 0),
+        message(raw_bytes("b", "Die Nordbahn ist schon wieder zu spät, und Kaufhafen antwortet nicht.", "@Kaufhafen_Hilfe"), 1),
+        message(raw_bytes("c", "The Nordbahn train was late again this morning, as always.", "@x"), 2),
+    ])
+    by_id = {m.native_id: [(b.brand, b.query) for b in m.brands] for m in enriched}
+    assert by_id["a"] == [("Kaufhafen", "Kaufhafen AND (Bestellung OR Lieferung*)")]
+    assert by_id["b"] == [("Kaufhafen", "author:@kaufhafen_hilfe"), ("Nordbahn", "Nordbahn NOT lang:en")]
+    assert by_id["c"] == []  # English: excluded by NOT lang:en
+
+
+def test_a_bad_brand_query_in_the_settings_names_brand_query_and_position():
+    from stimmung.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError) as info:
+        load_settings(brands=[{"name": "Nordbahn", "queries": ["Nordbahn", "Nordbahn AND (Zug"]}])
+    assert "brands.0.queries" in str(info.value) and "query 2" in str(info.value) and "character 18" in str(info.value)
