@@ -22,6 +22,8 @@ import random
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TypeVar
@@ -153,7 +155,8 @@ class BulkWriter:
         self.on_unavailable = on_unavailable
         self._ensured: set[str] = set()
 
-    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, what: str, fn: Callable[..., T], *args: Any,
+             on_unavailable: Callable[[], None] | None = None, **kwargs: Any) -> T:
         """Call Elasticsearch through the circuit breaker, retrying until it answers (it may be
         down for a while); raises only when stopping or for a real (non-retryable) error."""
         backoff = Backoff(base_s=0.5, cap_s=15.0)
@@ -182,7 +185,7 @@ class BulkWriter:
             SINK_RETRIES.labels(reason=reason).inc()
             if self.should_stop():
                 raise InterruptedError("stopping while Elasticsearch is unavailable")
-            self.on_unavailable()
+            (on_unavailable or self.on_unavailable)()
             self.sleep(delay)
 
     def _bulk(self, docs: list[Doc]) -> list[dict[str, Any]]:
@@ -270,24 +273,37 @@ class ElasticsearchSink:
             max_poll_interval_ms=600_000,
         )
         self.consumer = consumer
+        es_down = threading.Event()
         writer = BulkWriter(client, setup.layout, setup.ilm, s.pipeline.sink_max_retries,
                             breaker=make_breaker(s.elasticsearch.circuit_fail_max, s.elasticsearch.circuit_reset_s),
-                            sleep=self._stop.wait, should_stop=self._stop.is_set,
-                            on_unavailable=self._keep_membership)
+                            sleep=self._stop.wait, should_stop=self._stop.is_set, on_unavailable=es_down.set)
         next_retention = 0.0
         log.info("sink started", extra={"topic": s.kafka.topics.enriched, "index": s.elasticsearch.mentions_index,
                                           "group": self.group_id})
+        # Two stages overlap: while batch N is being indexed (writer thread), batch N+1 is
+        # fetched and prepared here. Only this thread touches the consumer; batches settle and
+        # commit strictly in order, and at most two batches are in memory (backpressure).
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk")
+        in_flight: tuple[list[InMessage], Prepared, Future] | None = None
         try:
             while not self._stop.is_set() and not (until and until()):
                 if not setup.ilm and s.elasticsearch.retention_days and time.monotonic() >= next_retention:
-                    writer.call("retention", enforce_retention, client, s.elasticsearch)
+                    writer.call("retention", enforce_retention, client, s.elasticsearch, on_unavailable=self._keep_membership)
                     next_retention = time.monotonic() + RETENTION_CHECK_S
                 batch = self._collect(consumer)
-                if batch:
-                    self._settle(batch, writer, dead_letters, consumer)
+                prepared = self._prepare(batch, writer) if batch else None
+                if in_flight is not None:
+                    self._settle(*in_flight, dead_letters, consumer, es_down)
+                    in_flight = None
+                if prepared is not None:
+                    future = executor.submit(writer.write, prepared.docs) if prepared.docs else None
+                    in_flight = (batch, prepared, future)
+            if in_flight is not None:  # stopping: finish and commit the batch already being written
+                self._settle(*in_flight, dead_letters, consumer, es_down)
         except InterruptedError:
             log.info("stopped while Elasticsearch was unavailable; the open batch will be re-delivered")
         finally:
+            executor.shutdown(wait=True, cancel_futures=True)
             consumer.close(autocommit=False)
             producer.close()
             client.close()
@@ -309,16 +325,29 @@ class ElasticsearchSink:
                     size += len(r.value or b"")
         return batch
 
-    def _settle(self, batch: list[InMessage], writer: BulkWriter, dead_letters: DeadLetters,
-                consumer: KafkaConsumer) -> None:
-        erased = writer.call("erasures", self.erasures.current)
+    def _prepare(self, batch: list[InMessage], writer: BulkWriter) -> Prepared:
+        erased = writer.call("erasures", self.erasures.current, on_unavailable=self._keep_membership)
         retention = self.settings.elasticsearch.retention_days
         not_before = datetime.now(timezone.utc) - timedelta(days=retention) if retention else None
         prepared = prepare(batch, writer.layout, erased, not_before)
-        letters = prepared.dead_letters
         for reason, count in prepared.skipped.items():
             SINK_SKIPPED.labels(reason=reason).inc(count)
-        indexed, refused = writer.write(prepared.docs) if prepared.docs else (0, [])
+        return prepared
+
+    def _settle(self, batch: list[InMessage], prepared: Prepared, future: Future | None,
+                dead_letters: DeadLetters, consumer: KafkaConsumer, es_down: threading.Event) -> None:
+        """Wait for the batch's bulk writes, dead-letter what was refused, then commit."""
+        indexed, refused = 0, []
+        if future is not None:
+            while True:
+                try:
+                    indexed, refused = future.result(timeout=0.5)
+                    break
+                except FutureTimeout:
+                    if es_down.is_set():  # the writer is waiting for Elasticsearch: keep our group seat
+                        self._keep_membership()
+        es_down.clear()
+        letters = prepared.dead_letters
         for letter in letters + refused:
             dead_letters.send(letter)
         dead_letters.flush()
