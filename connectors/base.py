@@ -52,5 +52,14 @@ class Source(abc.ABC):
     def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         """Yield items from ``cursor`` on (None = from the source's configured start)."""
 
+    #: Polling sources: seconds between sweeps when the runner follows the source (0 = a stream
+    #: whose fetch never ends on its own).
+    poll_interval_s: float = 0.0
+
+    def sweep_cursor(self) -> Any | None:
+        """Cursor after a whole sweep (e.g. updated ETags when no item was new); saved by the
+        runner once everything before it is acknowledged. None = the last item's cursor."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once when the runner stops."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,7 +19,10 @@ from kafka import KafkaProducer
 from stimmung.connectors.base import Fetched, Source
 from stimmung.connectors.checkpoints import CheckpointStore
 from stimmung.kafka import DeadLetters
-from stimmung.metrics import MENTIONS_FETCHED, MENTIONS_PUBLISHED
+from stimmung.brandquery import BrandTagger, Target
+from stimmung.connectors.http import SourceUnavailable
+from stimmung.metrics import CONNECTOR_FILTERED, CONNECTOR_LAG, MENTIONS_FETCHED, MENTIONS_PUBLISHED
+from stimmung.retry import Backoff
 from stimmung.schemas.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ class SourceRunner:
         checkpoint_interval_s: float = 5.0,
         keep_rejections: int = 1000,
         on_progress: Callable[[RunReport], None] | None = None,
+        brands: BrandTagger | None = None,
     ):
         self.source = source
         self.producer = producer
@@ -57,16 +62,48 @@ class SourceRunner:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.keep_rejections = keep_rejections
         self.on_progress = on_progress
+        # Firehose sources publish only what concerns a configured brand (None: everything).
+        self.brands = brands if brands else None
+        self._stop = asyncio.Event()
 
-    async def run(self, resume: bool = True) -> RunReport:
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, resume: bool = True, follow: bool = False) -> RunReport:
+        """One sweep of the source (``follow``: sweep every ``poll_interval_s`` until stopped)."""
         report = RunReport(connector=self.source.name)
         started = time.monotonic()
         key = self.source.checkpoint_key
         cursor = self.checkpoints.load(key) if (self.checkpoints and resume) else None
         if cursor is not None:
-            log.info("resuming from checkpoint", extra={"connector": self.source.name, "cursor": cursor})
+            log.info("resuming from checkpoint", extra={"connector": self.source.name})
+        backoff = Backoff(base_s=5.0, cap_s=600.0)
+        try:
+            while not self._stop.is_set():
+                try:
+                    cursor = await self._sweep(cursor, report)
+                    backoff.reset()
+                    wait = self.source.poll_interval_s
+                except SourceUnavailable as err:
+                    if not follow:
+                        raise
+                    wait = backoff.next_delay()
+                    log.warning("source unavailable; next sweep later", extra={
+                        "connector": self.source.name, "error": str(err)[:300], "retry_in_s": round(wait, 1)})
+                if not follow or not self.source.poll_interval_s:
+                    break
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=wait)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self.source.close()
+            report.seconds = time.monotonic() - started
+        return report
+
+    async def _sweep(self, cursor: Any, report: RunReport) -> Any:
         pending: list = []
-        unsaved_cursor: Any = None
+        unsaved_cursor: Any = cursor
         last_checkpoint = time.monotonic()
         try:
             async for item in self.source.fetch(cursor):
@@ -78,16 +115,28 @@ class SourceRunner:
                 ):
                     await self._settle(pending, report, unsaved_cursor)
                     last_checkpoint = time.monotonic()
-            await self._settle(pending, report, unsaved_cursor)
+                if self._stop.is_set():
+                    break
+            else:
+                final = self.source.sweep_cursor()
+                if final is not None:
+                    unsaved_cursor = final
         finally:
-            await self.source.close()
-            report.seconds = time.monotonic() - started
-        return report
+            # Whatever was sent is flushed and its cursor saved, even when the sweep failed.
+            await self._settle(pending, report, unsaved_cursor)
+        return unsaved_cursor
 
     def _handle(self, item: Fetched, report: RunReport, pending: list) -> None:
         MENTIONS_FETCHED.labels(connector=self.source.name).inc()
         if item.mention is not None:
             mention = item.mention
+            if self.brands is not None and not self.brands.tag(Target.of(
+                    mention.text, mention.language_hint, mention.url, mention.author.handle if mention.author else None)):
+                CONNECTOR_FILTERED.labels(connector=self.source.name).inc()
+                pending.append(None)
+                return
+            lag = (datetime.now(timezone.utc) - mention.created_at).total_seconds()
+            CONNECTOR_LAG.labels(connector=self.source.name).set(max(0.0, lag))
             value = mention.model_dump_json().encode("utf-8")
             # In flight at most `checkpoint_every` records: _settle() flushes before reading more.
             pending.append(self.producer.send(self.raw_topic, key=mention.mention_id.encode(), value=value))

@@ -370,6 +370,10 @@ def erasures_mapping() -> dict[str, Any]:
     }
 
 
+# Fields a document has beyond the EnrichedMention it was made from (derived for search/facets).
+INDEX_ONLY_FIELDS = ("@timestamp", "topic_labels", "brand_names", "site", "text_de", "text_en")
+
+
 def site_of(url: str | None) -> str | None:
     host = urlsplit(url).hostname if url else None
     return host.removeprefix("www.") if host else None

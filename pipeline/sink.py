@@ -18,7 +18,6 @@ then a single trial request, logged and exported as ``stimmung_sink_circuit_stat
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import threading
 import time
@@ -37,6 +36,7 @@ from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from stimmung.config import Settings
+from stimmung.retry import Backoff
 from stimmung.kafka import DeadLetters, make_producer
 from stimmung.metrics import (
     MENTIONS_INDEXED,
@@ -70,21 +70,6 @@ class Doc:
     size: int
 
 
-class Backoff:
-    """Exponential backoff with full jitter (AWS architecture blog's variant)."""
-
-    def __init__(self, base_s: float = 0.2, cap_s: float = 30.0):
-        self.base_s, self.cap_s, self.attempt = base_s, cap_s, 0
-
-    def next_delay(self) -> float:
-        delay = random.uniform(0, min(self.cap_s, self.base_s * (2 ** self.attempt)))
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 @dataclass
 class Prepared:
     docs: list[Doc]
@@ -102,7 +87,7 @@ def prepare(messages: list[InMessage], layout: IndexLayout, erased: frozenset[st
         except ValidationError as err:
             out.dead_letters.append(msg.dead_letter("sink", DeadLetter.kind(err), DeadLetter.describe(err)))
             continue
-        skip = ("erased" if mention.author.pseudonym in erased
+        skip = ("erased" if mention.author is not None and mention.author.pseudonym in erased
                 else "retention" if not_before is not None and mention.created_at < not_before else None)
         if skip:
             out.skipped[skip] = out.skipped.get(skip, 0) + 1

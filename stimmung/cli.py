@@ -316,6 +316,7 @@ def run_import(settings: Settings, path: Path, fmt: str | None, platform: str | 
 
     from stimmung.connectors.checkpoints import CheckpointStore
     from stimmung.connectors.fileimport import FileImportSource
+    from stimmung.connectors.registry import checkpoint_dir
     from stimmung.connectors.runner import SourceRunner
     from stimmung.kafka import DeadLetters, ensure_topics, make_producer
 
@@ -340,7 +341,7 @@ def run_import(settings: Settings, path: Path, fmt: str | None, platform: str | 
     try:
         runner = SourceRunner(
             source, producer, settings.kafka.topics.raw, DeadLetters(producer, settings.kafka.topics.deadletter),
-            CheckpointStore(Path(settings.stack.state_dir).parent / "checkpoints"), on_progress=progress,
+            CheckpointStore(checkpoint_dir(settings)), on_progress=progress,
         )
         report = asyncio.run(runner.run(resume=resume))
     finally:
@@ -391,6 +392,50 @@ def import_file(obj: Context, path: Path, fmt: str | None, platform: str | None,
 
 
 # --- pipeline roles --------------------------------------------------------------------------------
+@main.command("connect")
+@click.argument("name")
+@click.option("--once", is_flag=True, help="One sweep, then exit (default: follow the source until stopped).")
+@click.option("--no-resume", is_flag=True, help="Ignore the saved checkpoint (start from the configured start).")
+@click.pass_obj
+def connect(obj: Context, name: str, once: bool, no_resume: bool) -> None:
+    """Run one connector (rss, hackernews): fetch mentions, publish them to the raw topic."""
+    import signal as signals
+
+    from stimmung.brandquery import BrandTagger
+    from stimmung.connectors.checkpoints import CheckpointStore
+    from stimmung.connectors.http import SourceError
+    from stimmung.connectors.registry import build, checkpoint_dir
+    from stimmung.connectors.runner import SourceRunner
+    from stimmung.kafka import DeadLetters, ensure_topics, make_producer
+    from stimmung.metrics import serve
+
+    s = obj.settings
+    source = build(name, s)
+    serve(s.metrics.port, s.metrics.host)
+    ensure_topics(s.kafka)
+    producer = make_producer(s.kafka)
+    brands = BrandTagger.from_settings(s) if s.connectors.filter_by_brands else None
+    runner = SourceRunner(source, producer, s.kafka.topics.raw, DeadLetters(producer, s.kafka.topics.deadletter),
+                          CheckpointStore(checkpoint_dir(s)), brands=brands,
+                          on_progress=lambda r: log.info("progress", extra={"connector": name, "published": r.published,
+                                                                           "rejected": r.rejected}))
+
+    async def main_() -> object:
+        loop = asyncio.get_running_loop()
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        return await runner.run(resume=not no_resume, follow=not once)
+
+    try:
+        report = asyncio.run(main_())
+    except SourceError as err:
+        _fail(str(err), code=1)
+    finally:
+        producer.close()
+    click.echo(json.dumps({"connector": name, "published": report.published, "rejected": report.rejected,
+                           "seconds": round(report.seconds, 1)}))
+
+
 @main.command("worker")
 @click.pass_obj
 def worker(obj: Context) -> None:

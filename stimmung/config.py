@@ -189,6 +189,28 @@ class BrandSettings(BaseModel):
         return queries
 
 
+class RSSSettings(BaseModel):
+    feeds: list[str] = Field(default_factory=list, description="Feed URLs (RSS 0.9x/1.0/2.0, Atom)")
+    interval_s: float = Field(300.0, gt=0, description="Seconds between sweeps")
+
+
+class HackerNewsSettings(BaseModel):
+    queries: list[str] = Field(default_factory=list, description="Algolia search queries, e.g. the brand names")
+    base_url: str = "https://hn.algolia.com/api/v1"
+    tags: str = "(story,comment)"
+    hits_per_page: int = Field(100, ge=1, le=1000)
+    interval_s: float = Field(60.0, gt=0)
+    start_back_s: int = Field(86_400, ge=0, description="First run: how far back to start")
+
+
+class ConnectorSettings(BaseModel):
+    checkpoint_dir: Path | None = Field(None, description="Connector cursors (default: <stack state>/../checkpoints)")
+    filter_by_brands: bool = Field(True, description="Publish only mentions matching a brand query (when brands are configured)")
+    timeout_s: float = Field(30.0, gt=0)
+    rss: RSSSettings = RSSSettings()
+    hackernews: HackerNewsSettings = HackerNewsSettings()
+
+
 class ImportSettings(BaseModel):
     """Column mapping for CSV/JSONL imports: RawMention field -> column (dots reach into JSON)."""
 
@@ -246,6 +268,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     stack: StackSettings = StackSettings()
     importer: ImportSettings = ImportSettings()
+    connectors: ConnectorSettings = ConnectorSettings()
     brands: list[BrandSettings] = Field(default_factory=list, description="Brands to tag mentions with (and to filter sources by)")
 
     @classmethod

@@ -24,6 +24,21 @@ MENTIONS_ENRICHED = Counter(
 MENTIONS_INDEXED = Counter(
     "stimmung_mentions_indexed_total", "Documents acknowledged by Elasticsearch", ["index"]
 )
+CONNECTOR_ERRORS = Counter(
+    "stimmung_connector_errors_total", "Failed requests/connections of a connector (retried)", ["connector", "kind"]
+)
+CONNECTOR_RATE_LIMIT_WAIT = Counter(
+    "stimmung_connector_rate_limit_wait_seconds_total", "Time spent waiting because a source asked us to", ["connector"]
+)
+CONNECTOR_LAG = Gauge(
+    "stimmung_connector_lag_seconds", "Age of the newest mention a connector has published", ["connector"]
+)
+CONNECTOR_UP = Gauge(
+    "stimmung_connector_up", "1 when the connector's last request to its source succeeded", ["connector"]
+)
+CONNECTOR_FILTERED = Counter(
+    "stimmung_connector_filtered_total", "Mentions dropped before publishing because no brand query matched", ["connector"]
+)
 DEAD_LETTERS = Counter(
     "stimmung_dead_letters_total", "Inputs sent to the dead-letter topic", ["stage", "reason"]
 )

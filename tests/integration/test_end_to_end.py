@@ -9,6 +9,7 @@ from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stimmung.cli import run_import
+from stimmung.pipeline.index import INDEX_ONLY_FIELDS
 from stimmung.demo import sample_path
 from stimmung.schemas import DeadLetter, EnrichedMention, RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer
@@ -68,7 +69,7 @@ def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(set
     # _id is the stable mention id, and every document is a valid EnrichedMention plus index fields
     for doc_id, doc in docs.items():
         mention = EnrichedMention.model_validate(
-            {k: v for k, v in doc.items() if k not in ("@timestamp", "topic_labels", "brand_names", "text_de", "text_en")})
+            {k: v for k, v in doc.items() if k not in INDEX_ONLY_FIELDS})
         assert mention.mention_id == doc_id
     by_native = {d["native_id"]: d for d in docs.values()}
     first = by_native["sample-001"]

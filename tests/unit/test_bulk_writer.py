@@ -129,14 +129,15 @@ def test_prepare_routes_by_creation_period_and_skips_erased_authors_and_expired_
 
     def msg(n, pseudonym, created):
         m = EnrichedMention(platform="csv", native_id=str(n), text="t", created_at=created, language="de",
-                            language_confidence=0.9, language_source="model", author={"pseudonym": pseudonym})
+                            language_confidence=0.9, language_source="model",
+                            author={"pseudonym": pseudonym} if pseudonym else None)
         return InMessage("enriched", 0, n, b"k", m.model_dump_json().encode())
 
     now = datetime(2026, 11, 23, tzinfo=timezone.utc)
     batch = [msg(0, "psn_keep", now), msg(1, "psn_gone", now), msg(2, "psn_keep", now - timedelta(days=400)),
              msg(3, "psn_keep", datetime(2026, 10, 31, 23, 59, tzinfo=timezone.utc)),
-             InMessage("enriched", 0, 4, b"k", b"{not json")]
+             InMessage("enriched", 0, 4, b"k", b"{not json"), msg(5, None, now)]  # no author: indexed
     out = prepare(batch, LAYOUT, erased=frozenset({"psn_gone"}), not_before=now - timedelta(days=365))
-    assert [d.index for d in out.docs] == ["idx-v2-2026.11", "idx-v2-2026.10"]
+    assert [d.index for d in out.docs] == ["idx-v2-2026.11", "idx-v2-2026.10", "idx-v2-2026.11"]
     assert out.skipped == {"erased": 1, "retention": 1}
     assert [letter.offset for letter in out.dead_letters] == [4]

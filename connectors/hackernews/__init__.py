@@ -1,0 +1,3 @@
+from stimmung.connectors.hackernews.source import HackerNewsSource
+
+__all__ = ["HackerNewsSource"]

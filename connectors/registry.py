@@ -1,0 +1,46 @@
+"""Connector name -> source built from the settings (what `stimmung connect <name>` runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from stimmung.config import ConfigError, Settings
+from stimmung.connectors.base import Source
+from stimmung.connectors.http import PoliteClient
+
+
+def _rss(settings: Settings) -> Source:
+    from stimmung.connectors.rss import RSSSource
+
+    c = settings.connectors.rss
+    if not c.feeds:
+        raise ConfigError("connectors.rss.feeds: no feeds configured")
+    return RSSSource(c.feeds, PoliteClient("rss", timeout_s=settings.connectors.timeout_s), interval_s=c.interval_s)
+
+
+def _hackernews(settings: Settings) -> Source:
+    from stimmung.connectors.hackernews import HackerNewsSource
+
+    c = settings.connectors.hackernews
+    queries = c.queries or [b.name for b in settings.brands]
+    if not queries:
+        raise ConfigError("connectors.hackernews.queries: no queries configured (and no brands to search for)")
+    return HackerNewsSource(queries, PoliteClient("hackernews", timeout_s=settings.connectors.timeout_s),
+                            base_url=c.base_url, tags=c.tags, hits_per_page=c.hits_per_page,
+                            interval_s=c.interval_s, start_back_s=c.start_back_s)
+
+
+CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews}
+
+
+def checkpoint_dir(settings: Settings) -> Path:
+    return settings.connectors.checkpoint_dir or Path(settings.stack.state_dir).parent / "checkpoints"
+
+
+def build(name: str, settings: Settings) -> Source:
+    try:
+        factory = CONNECTORS[name]
+    except KeyError:
+        raise ConfigError(f"unknown connector {name!r}; available: {', '.join(sorted(CONNECTORS))}") from None
+    return factory(settings)

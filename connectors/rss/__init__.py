@@ -1,0 +1,3 @@
+from stimmung.connectors.rss.source import RSSSource
+
+__all__ = ["RSSSource"]

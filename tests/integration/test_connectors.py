@@ -1,0 +1,255 @@
+"""Connectors against loopback servers that speak the platforms' wire formats, publishing to the
+real Kafka broker: pagination, 429 + Retry-After, a dropped connection, a malformed item, and a
+restart mid-stream that resumes from the checkpoint without losing anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from prometheus_client import REGISTRY
+
+from stimmung.brandquery import BrandTagger
+from stimmung.connectors.checkpoints import CheckpointStore
+from stimmung.connectors.hackernews import HackerNewsSource
+from stimmung.connectors.http import PoliteClient
+from stimmung.connectors.rss import RSSSource
+from stimmung.connectors.runner import SourceRunner
+from stimmung.kafka import DeadLetters, ensure_topics, make_producer
+from stimmung.schemas import DeadLetter, RawMention
+
+from .test_end_to_end import read_topic
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Serves ``self.server.respond(handler)``; ``self.server.faults`` holds one-off failures
+    keyed by request number: "429" (Retry-After: 1) or "drop" (headers, half a body, close)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802
+        server = self.server
+        with server.lock:
+            server.requests.append((self.path, dict(self.headers)))
+            n = len(server.requests)
+        fault = server.faults.pop(n, None)
+        if fault == "429":
+            self._send(429, b'{"error":"slow down"}', {"Retry-After": "1", "Content-Type": "application/json"})
+            return
+        status, body, headers = server.respond(self)
+        if fault == "drop":
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self._send(status, body, headers)
+
+    def _send(self, status, body, headers):
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(respond):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    server.respond, server.faults, server.requests, server.lock = respond, {}, [], threading.Lock()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def runner_for(settings, source, tmp_path, **kw) -> SourceRunner:
+    producer = make_producer(settings.kafka)
+    return SourceRunner(source, producer, settings.kafka.topics.raw, DeadLetters(producer, settings.kafka.topics.deadletter),
+                        CheckpointStore(tmp_path / "checkpoints"), **kw)
+
+
+def published(settings, expected: int) -> list[RawMention]:
+    return [RawMention.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.raw, expected, timeout_s=30)]
+
+
+# ---- RSS / Atom -------------------------------------------------------------------------------------
+
+def rss_feed(entries: list[dict]) -> bytes:
+    items = []
+    for e in entries:
+        if e.get("broken"):  # an item with nothing to read: no title, no description
+            items.append(f"<item><guid>{e['guid']}</guid></item>")
+            continue
+        items.append(
+            f"<item><guid>{e['guid']}</guid><title>{e['title']}</title><link>https://news.example/{e['guid']}</link>"
+            f"<description><![CDATA[<p>{e['body']}</p>]]></description>"
+            f"<pubDate>{format_datetime(e['when'])}</pubDate><author>redaktion@news.example (Redaktion)</author></item>")
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>News</title>'
+            f'<link>https://news.example/</link><language>de</language>{"".join(items)}</channel></rss>').encode()
+
+
+def atom_feed(entries: list[dict]) -> bytes:
+    body = "".join(
+        f"<entry><id>urn:x:{e['guid']}</id><title>{e['title']}</title><link href='https://blog.example/{e['guid']}'/>"
+        f"<updated>{e['when'].isoformat()}</updated><summary type='html'>&lt;b&gt;{e['body']}&lt;/b&gt;</summary>"
+        f"<author><name>Blogger</name></author></entry>" for e in entries)
+    return (f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Blog</title>'
+            f'<id>urn:x:blog</id><updated>2026-11-23T00:00:00Z</updated>{body}</feed>').encode()
+
+
+def test_rss_and_atom_conditional_requests_faults_malformed_item_and_restart(settings, tmp_path):
+    ensure_topics(settings.kafka)
+    start = datetime(2026, 11, 20, 8, tzinfo=timezone.utc)
+    rss_entries = [{"guid": f"r{n}", "title": f"Nordbahn Meldung {n}", "body": f"Verspätung &amp; Ärger {n}",
+                    "when": start + timedelta(minutes=n)} for n in range(30)]
+    rss_entries.insert(7, {"guid": "broken", "broken": True})
+    atom_entries = [{"guid": f"a{n}", "title": f"Nordbahn blog {n}", "body": f"delays {n}",
+                     "when": start + timedelta(minutes=n)} for n in range(5)]
+
+    def respond(handler):
+        path = urlsplit(handler.path).path
+        body = rss_feed(rss_entries) if path == "/rss" else atom_feed(atom_entries)
+        etag = f'"{path}-{len(rss_entries)}-{len(atom_entries)}"'
+        if handler.headers.get("If-None-Match") == etag:
+            return 304, b"", {"ETag": etag}
+        content_type = "application/rss+xml" if path == "/rss" else "application/atom+xml"
+        return 200, body, {"ETag": etag, "Content-Type": content_type}
+
+    server, base = serve(respond)
+    server.faults = {1: "429", 2: "drop"}  # the first feed request is throttled, the retry cut off
+    feeds = [f"{base}/rss", f"{base}/atom"]
+    waits_before = REGISTRY.get_sample_value("stimmung_connector_rate_limit_wait_seconds_total", {"connector": "rss"}) or 0
+
+    # First run: stopped after the first checkpoint (a restart mid-stream).
+    source = RSSSource(feeds, PoliteClient("rss"), interval_s=0.1)
+    runner = runner_for(settings, source, tmp_path, checkpoint_every=10)
+    runner.on_progress = lambda report: runner.stop()
+    first = asyncio.run(runner.run())
+    assert 0 < first.published < 35
+    assert REGISTRY.get_sample_value("stimmung_connector_rate_limit_wait_seconds_total", {"connector": "rss"}) >= waits_before + 1
+
+    # Second run resumes from the checkpoint and finishes the sweep.
+    second = asyncio.run(runner_for(settings, RSSSource(feeds, PoliteClient("rss")), tmp_path).run())
+    assert first.published + second.published == 35, "resumed where it stopped: nothing twice, nothing lost"
+    assert first.rejected + second.rejected == 1
+    mentions = published(settings, 35)
+    assert sorted(m.native_id for m in mentions) == sorted([f"r{n}" for n in range(30)] + [f"urn:x:a{n}" for n in range(5)])
+    r3 = next(m for m in mentions if m.native_id == "r3")
+    assert r3.text == "Nordbahn Meldung 3\n\nVerspätung & Ärger 3" and r3.language_hint == "de"
+    assert r3.created_at == start + timedelta(minutes=3) and r3.url == "https://news.example/r3"
+    a1 = next(m for m in mentions if m.native_id == "urn:x:a1")
+    assert a1.text == "Nordbahn blog 1\n\ndelays 1" and a1.author.handle == "Blogger"
+    (letter,) = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 1)]
+    assert letter.stage == "connector" and letter.error_type == "invalid_entry" and "neither title nor text" in letter.reason
+
+    # Third sweep: both feeds answer 304 to the saved ETags; new entries alone are published.
+    before = len(server.requests)
+    third = asyncio.run(runner_for(settings, RSSSource(feeds, PoliteClient("rss")), tmp_path).run())
+    assert third.published == 0
+    assert all(h.get("If-None-Match") for _, h in server.requests[before:])
+    rss_entries.append({"guid": "r-new", "title": "Nordbahn neu", "body": "neu", "when": start + timedelta(hours=2)})
+    fourth = asyncio.run(runner_for(settings, RSSSource(feeds, PoliteClient("rss")), tmp_path).run())
+    assert fourth.published == 1
+    server.shutdown()
+
+
+def test_brand_filter_drops_unrelated_feed_items_before_publishing(settings, tmp_path):
+    ensure_topics(settings.kafka)
+    when = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    entries = [{"guid": "x1", "title": "Nordbahn streicht Züge", "body": "a", "when": when},
+               {"guid": "x2", "title": "Wetter in Hamburg", "body": "sonnig", "when": when}]
+    server, base = serve(lambda h: (200, rss_feed(entries), {"Content-Type": "application/rss+xml"}))
+    tagger = BrandTagger([("Nordbahn", ["Nordbahn"])])
+    report = asyncio.run(runner_for(settings, RSSSource([f"{base}/f"], PoliteClient("rss")), tmp_path, brands=tagger).run())
+    assert report.published == 1
+    assert [m.native_id for m in published(settings, 1)] == ["x1"]
+    server.shutdown()
+
+
+# ---- Hacker News (Algolia) --------------------------------------------------------------------------
+
+def algolia(hits: list[dict]):
+    """``/search_by_date`` as Algolia serves it: numericFilters, hitsPerPage, page, and at most
+    1,000 reachable hits however large nbHits is."""
+
+    def respond(handler):
+        q = parse_qs(urlsplit(handler.path).query)
+        lo = hi = None
+        for cond in q["numericFilters"][0].split(","):
+            if cond.startswith("created_at_i>="):
+                lo = int(cond.split(">=")[1])
+            elif cond.startswith("created_at_i<"):
+                hi = int(cond.split("<")[1])
+        query = q["query"][0].lower()
+        match = sorted((h for h in hits if lo <= h["created_at_i"] < hi and query in json.dumps(h).lower()),
+                       key=lambda h: -h["created_at_i"])  # search_by_date: newest first
+        per_page, page = int(q["hitsPerPage"][0]), int(q["page"][0])
+        reachable = match[:1000]
+        body = {"hits": reachable[page * per_page:(page + 1) * per_page], "nbHits": len(match), "page": page,
+                "nbPages": -(-len(reachable) // per_page), "hitsPerPage": per_page, "query": query}
+        return 200, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    return respond
+
+
+def test_hacker_news_pages_narrows_windows_past_the_1000_hit_cap_and_resumes(settings, tmp_path):
+    ensure_topics(settings.kafka)
+    now = int(time.time())
+    hits = [{"objectID": str(10_000 + n), "created_at_i": now - 3000 + n * 2, "author": f"user{n % 40}",
+             "comment_text": f"<p>Nordbahn comment {n} &amp; more</p>", "parent_id": 9, "story_id": 9, "points": None,
+             "_tags": ["comment"]} for n in range(1200)]
+    hits.append({"objectID": "999", "created_at_i": now - 100, "title": "Nordbahn raises prices", "url": "https://x",
+                 "author": "pg", "points": 50, "num_comments": 12, "_tags": ["story"]})
+    hits.append({"objectID": "998", "created_at_i": now - 50, "author": "nobody", "title": None, "_tags": ["story"],
+                 "comment_text": None, "story_text": None, "x": "Nordbahn"})  # nothing to read: dead letter
+    server, base = serve(algolia(hits))
+    server.faults = {3: "429", 5: "drop"}
+
+    def source():
+        return HackerNewsSource(["nordbahn"], PoliteClient("hackernews"), base_url=base, hits_per_page=100,
+                                start_back_s=4000)
+
+    runner = runner_for(settings, source(), tmp_path, checkpoint_every=300)
+    runner.on_progress = lambda report: runner.stop() if report.published >= 300 else None
+    first = asyncio.run(runner.run())
+    second = asyncio.run(runner_for(settings, source(), tmp_path).run())
+    assert first.published + second.published == 1201 and second.rejected + first.rejected == 1
+    assert second.published < 1201, "the second run resumed from the checkpoint"
+    mentions = published(settings, 1201)
+    assert len({m.native_id for m in mentions}) == 1201
+    story = next(m for m in mentions if m.native_id == "999")
+    assert story.text == "Nordbahn raises prices" and story.engagement.likes == 50 and story.engagement.replies == 12
+    assert story.url == "https://news.ycombinator.com/item?id=999" and story.author.handle == "pg"
+    comment = next(m for m in mentions if m.native_id == "10001")
+    assert comment.text == "Nordbahn comment 1 & more" and comment.reply_to_id == "9"
+    # the cap forced narrower windows: some requests covered less than the whole range
+    windows = {parse_qs(urlsplit(p).query)["numericFilters"][0] for p, _ in server.requests}
+    assert len(windows) > 2
+    # nothing new: a third sweep publishes nothing
+    assert asyncio.run(runner_for(settings, source(), tmp_path).run()).published == 0
+    server.shutdown()
+
+
+def test_an_unreachable_source_fails_clearly_after_retries(settings, tmp_path):
+    from stimmung.connectors.http import SourceUnavailable
+
+    async def no_sleep(_):
+        return None
+
+    source = HackerNewsSource(["x"], PoliteClient("hackernews", max_attempts=3, sleep=no_sleep),
+                              base_url="http://127.0.0.1:9")
+    with pytest.raises(SourceUnavailable, match="failed 3 times"):
+        asyncio.run(runner_for(settings, source, tmp_path).run())
