@@ -31,7 +31,20 @@ def _hackernews(settings: Settings) -> Source:
                             interval_s=c.interval_s, start_back_s=c.start_back_s)
 
 
-CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews}
+def _mastodon(settings: Settings) -> Source:
+    from stimmung.config import read_secret
+    from stimmung.connectors.mastodon import MastodonSource
+
+    c = settings.connectors.mastodon
+    if not c.instances:
+        raise ConfigError("connectors.mastodon.instances: no instances configured")
+    instances = [(i.url, i.timelines, read_secret(i.token, i.token_file, f"connectors.mastodon.instances[{n}].token"))
+                 for n, i in enumerate(c.instances)]
+    return MastodonSource(instances, PoliteClient("mastodon", timeout_s=settings.connectors.timeout_s),
+                          interval_s=c.interval_s)
+
+
+CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews, "mastodon": _mastodon}
 
 
 def checkpoint_dir(settings: Settings) -> Path:

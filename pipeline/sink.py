@@ -17,6 +17,7 @@ then a single trial request, logged and exported as ``stimmung_sink_circuit_stat
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -94,7 +95,13 @@ def prepare(messages: list[InMessage], layout: IndexLayout, erased: frozenset[st
             continue
         # Encoded once here (orjson: several times faster than the client's stdlib json); the
         # bulk body is these bytes, and their length is what the byte bound counts.
-        source = orjson.dumps(to_document(mention))
+        doc = to_document(mention)
+        try:
+            source = orjson.dumps(doc)
+        except TypeError:
+            # orjson refuses what JSON allows (integers beyond 64 bits): let Elasticsearch judge
+            # the document and dead-letter it with its own reason, like any mapping error.
+            source = json.dumps(doc, ensure_ascii=False).encode("utf-8")
         out.docs.append(Doc(msg, layout.index_for(mention.created_at), mention.mention_id, source, len(source)))
     return out
 

@@ -203,12 +203,33 @@ class HackerNewsSettings(BaseModel):
     start_back_s: int = Field(86_400, ge=0, description="First run: how far back to start")
 
 
+class MastodonInstance(BaseModel):
+    url: str = Field(description="Instance base URL, e.g. https://mastodon.social")
+    timelines: list[str] = Field(min_length=1, description="'tag:<hashtag>', 'public' or 'local'")
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @field_validator("timelines")
+    @classmethod
+    def _timelines(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not (v in ("public", "local") or (v.startswith("tag:") and len(v) > 4)):
+                raise ValueError(f"{v!r}: use 'tag:<hashtag>', 'public' or 'local'")
+        return values
+
+
+class MastodonSettings(BaseModel):
+    instances: list[MastodonInstance] = Field(default_factory=list)
+    interval_s: float = Field(60.0, gt=0)
+
+
 class ConnectorSettings(BaseModel):
     checkpoint_dir: Path | None = Field(None, description="Connector cursors (default: <stack state>/../checkpoints)")
     filter_by_brands: bool = Field(True, description="Publish only mentions matching a brand query (when brands are configured)")
     timeout_s: float = Field(30.0, gt=0)
     rss: RSSSettings = RSSSettings()
     hackernews: HackerNewsSettings = HackerNewsSettings()
+    mastodon: MastodonSettings = MastodonSettings()
 
 
 class ImportSettings(BaseModel):

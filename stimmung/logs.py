@@ -48,7 +48,12 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
         "handlers": {
             "stderr": {"class": "logging.StreamHandler", "formatter": "stimmung", "stream": "ext://sys.stderr"},
         },
-        "loggers": {name: {"level": logging.getLevelName(quiet_level)} for name in _QUIET},
+        "loggers": {
+            **{name: {"level": logging.getLevelName(quiet_level)} for name in _QUIET},
+            # Its per-node failure warnings carry full tracebacks on every retry; the sink logs
+            # one clear line per retry (and the circuit breaker's state) instead.
+            "elastic_transport.node_pool": {"level": "ERROR"},
+        },
         "root": {"level": level, "handlers": ["stderr"]},
     }
 

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from stimmung.brandquery import BrandTagger
 from stimmung.connectors.checkpoints import CheckpointStore
 from stimmung.connectors.hackernews import HackerNewsSource
+from stimmung.connectors.mastodon import MastodonSource
 from stimmung.connectors.http import PoliteClient
 from stimmung.connectors.rss import RSSSource
 from stimmung.connectors.runner import SourceRunner
@@ -253,3 +254,94 @@ def test_an_unreachable_source_fails_clearly_after_retries(settings, tmp_path):
                               base_url="http://127.0.0.1:9")
     with pytest.raises(SourceUnavailable, match="failed 3 times"):
         asyncio.run(runner_for(settings, source, tmp_path).run())
+
+
+# ---- Mastodon ----------------------------------------------------------------------------------------
+
+def mastodon_instance(statuses: list[dict], rate_limit: dict):
+    """``/api/v1/timelines/tag/<tag>`` as Mastodon serves it: newest first, ``min_id`` gives the
+    statuses right after it, at most ``limit`` (40), a ``Link`` header with next/prev, and the
+    ``X-RateLimit-*`` headers (reset as an ISO time)."""
+
+    def respond(handler):
+        parts = urlsplit(handler.path)
+        q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if handler.headers.get("Authorization") != "Bearer tok3n":
+            return 401, b'{"error":"The access token is invalid"}', {"Content-Type": "application/json"}
+        limit = min(int(q.get("limit", 20)), 40)
+        ordered = sorted(statuses, key=lambda s: int(s["id"]))
+        if "min_id" in q:
+            page = [s for s in ordered if int(s["id"]) > int(q["min_id"])][:limit]
+        else:
+            page = ordered[-limit:]
+        page = list(reversed(page))
+        host = handler.headers["Host"]
+        headers = {"Content-Type": "application/json"}
+        if page:
+            base = f"http://{host}{parts.path}"
+            headers["Link"] = (f'<{base}?limit={limit}&max_id={page[-1]["id"]}>; rel="next", '
+                               f'<{base}?limit={limit}&min_id={page[0]["id"]}>; rel="prev"')
+        rate_limit["remaining"] -= 1
+        headers["X-RateLimit-Limit"] = "300"
+        headers["X-RateLimit-Remaining"] = str(max(0, rate_limit["remaining"]))
+        headers["X-RateLimit-Reset"] = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
+        return 200, json.dumps(page).encode(), headers
+    return respond
+
+
+def status(n: int, text: str = None, **kw) -> dict:
+    return {"id": str(1000 + n), "uri": f"https://origin.example/users/u{n % 7}/statuses/{n}",
+            "url": f"https://origin.example/@u{n % 7}/{n}", "created_at": f"2026-11-22T10:{n // 60:02d}:{n % 60:02d}.000Z",
+            "content": f"<p>{text or f'Nordbahn #nordbahn Beitrag {n}'}</p>", "spoiler_text": "", "language": "de",
+            "account": {"acct": f"u{n % 7}@origin.example", "display_name": f"U {n % 7}", "followers_count": n},
+            "favourites_count": n % 5, "reblogs_count": 1, "replies_count": 0, "in_reply_to_id": None,
+            "reblog": None, "tags": [{"name": "nordbahn"}], **kw}
+
+
+def test_mastodon_reads_forward_with_min_id_and_link_paging_across_instances(settings, tmp_path):
+    ensure_topics(settings.kafka)
+    statuses = [status(n) for n in range(100)]
+    statuses[10] = status(10, content=None)  # malformed: no content
+    statuses[11] = status(11, reblog={"id": "5"})  # a boost: skipped
+    limits = {"remaining": 1000}
+    server, base = serve(mastodon_instance(statuses, limits))
+    second_server, second = serve(mastodon_instance(statuses[:50], {"remaining": 1000}))  # federated copies
+
+    def source(since_empty=False):
+        return MastodonSource([(base, ["tag:nordbahn"], "tok3n"), (second, ["tag:nordbahn"], "tok3n")],
+                              PoliteClient("mastodon"))
+
+    # Start: a first run takes only the newest page; move the cursor back to read everything.
+    store = CheckpointStore(tmp_path / "checkpoints")
+    src = source()
+    store.save(src.checkpoint_key, {f"{base} tag:nordbahn": "999", f"{second} tag:nordbahn": "999"})
+    server.faults = {2: "429", 3: "drop"}
+    limits["remaining"] = 3  # the budget runs out after a few pages: the client waits for the reset
+    report = asyncio.run(runner_for(settings, src, tmp_path).run())
+    assert report.rejected == 2  # the malformed status, once per instance that lists it
+    assert report.published == 98 + 48  # both instances list the first 50 (minus the two)
+    mentions = published(settings, report.published)
+    ids = {m.native_id for m in mentions}
+    assert ids == {s["uri"] for s in statuses if s["content"] and not s["reblog"]}
+    # a status federated to two instances is still one mention: same uri, same id, same Kafka key
+    assert len({m.mention_id for m in mentions}) == 98
+    first = next(m for m in mentions if m.native_id.endswith("/statuses/3"))
+    assert first.text == "Nordbahn #nordbahn Beitrag 3" and first.author.handle == "u3@origin.example"
+    assert first.engagement.likes == 3 and first.language_hint == "de"
+    pages = [p for p, _ in server.requests if "min_id" in p]
+    assert len(pages) >= 3, "followed Link rel=prev page by page"
+    assert (REGISTRY.get_sample_value("stimmung_connector_rate_limit_wait_seconds_total", {"connector": "mastodon"}) or 0) > 0
+
+    # New statuses later: only they are read, from the saved min_id
+    statuses.append(status(100, "Nordbahn neu"))
+    again = asyncio.run(runner_for(settings, source(), tmp_path).run())
+    assert again.published == 1
+
+    # A wrong token is a clear error, not a retry loop
+    bad = MastodonSource([(base, ["tag:nordbahn"], "wrong")], PoliteClient("mastodon"))
+    from stimmung.connectors.http import SourceError
+
+    with pytest.raises(SourceError, match="401"):
+        asyncio.run(runner_for(settings, bad, tmp_path / "other").run())
+    server.shutdown()
+    second_server.shutdown()

@@ -63,7 +63,7 @@ def test_elasticsearch_down_for_30s_mid_stream_every_mention_indexed_exactly_onc
     assert read_topic(settings, settings.kafka.topics.deadletter, 1, timeout_s=3) == []
     wait_for(lambda: _lag(settings, f"{settings.pipeline.app_id}-sink", settings.kafka.topics.enriched) == 0,
              timeout=30, message="offsets committed after catch-up")
-    log = roles.log("sink")
+    log = (roles.tmp_path / "sink.log").read_text(errors="replace")
     assert "Elasticsearch unavailable" in log
     # the circuit breaker opened during the outage and closed after a successful trial
     assert "circuit open" in log and "circuit half-open" in log and "circuit closed" in log

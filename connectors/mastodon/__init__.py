@@ -1,0 +1,3 @@
+from stimmung.connectors.mastodon.source import MastodonSource
+
+__all__ = ["MastodonSource"]
