@@ -436,6 +436,35 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool) -> None:
                            "seconds": round(report.seconds, 1)}))
 
 
+@main.command("webhook")
+@click.pass_obj
+def webhook(obj: Context) -> None:
+    """Run the webhook receiver (Meta-style and generic signed JSON pushes -> raw topic)."""
+    from aiohttp import web
+
+    from stimmung.config import read_secret
+    from stimmung.connectors.webhook import WebhookReceiver, make_app
+    from stimmung.kafka import DeadLetters, ensure_topics, make_producer
+    from stimmung.metrics import serve
+
+    s = obj.settings
+    w = s.connectors.webhook
+    secrets = {name: read_secret(getattr(w, name), getattr(w, name + "_file"), f"connectors.webhook.{name}")
+               for name in ("meta_app_secret", "meta_verify_token", "generic_secret")}
+    if not secrets["meta_app_secret"] and not secrets["generic_secret"]:
+        _fail("connectors.webhook: set meta_app_secret and/or generic_secret (env or *_file); "
+              "unsigned webhooks are never accepted")
+    serve(s.metrics.port, s.metrics.host)
+    ensure_topics(s.kafka)
+    producer = make_producer(s.kafka)
+    receiver = WebhookReceiver(producer, s.kafka.topics.raw, DeadLetters(producer, s.kafka.topics.deadletter), **secrets)
+    log.info("webhook receiver listening", extra={"host": w.host, "port": w.port})
+    try:
+        web.run_app(make_app(receiver, w.max_body_bytes), host=w.host, port=w.port, print=None)
+    finally:
+        producer.close()
+
+
 @main.command("worker")
 @click.pass_obj
 def worker(obj: Context) -> None:

@@ -223,6 +223,18 @@ class MastodonSettings(BaseModel):
     interval_s: float = Field(60.0, gt=0)
 
 
+class WebhookSettings(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger bodies get 413")
+    meta_app_secret: SecretStr | None = None
+    meta_app_secret_file: Path | None = None
+    meta_verify_token: SecretStr | None = None
+    meta_verify_token_file: Path | None = None
+    generic_secret: SecretStr | None = None
+    generic_secret_file: Path | None = None
+
+
 class ConnectorSettings(BaseModel):
     checkpoint_dir: Path | None = Field(None, description="Connector cursors (default: <stack state>/../checkpoints)")
     filter_by_brands: bool = Field(True, description="Publish only mentions matching a brand query (when brands are configured)")
@@ -230,6 +242,7 @@ class ConnectorSettings(BaseModel):
     rss: RSSSettings = RSSSettings()
     hackernews: HackerNewsSettings = HackerNewsSettings()
     mastodon: MastodonSettings = MastodonSettings()
+    webhook: WebhookSettings = WebhookSettings()
 
 
 class ImportSettings(BaseModel):

@@ -345,3 +345,73 @@ def test_mastodon_reads_forward_with_min_id_and_link_paging_across_instances(set
         asyncio.run(runner_for(settings, bad, tmp_path / "other").run())
     server.shutdown()
     second_server.shutdown()
+
+
+# ---- Webhook receiver ---------------------------------------------------------------------------------
+
+def test_webhook_receiver_verifies_signatures_and_publishes_before_answering(settings, tmp_path):
+    import hashlib
+    import hmac as hmac_
+
+    import httpx
+    from aiohttp.test_utils import TestServer
+
+    from stimmung.connectors.webhook import WebhookReceiver, make_app
+    from stimmung.kafka import DeadLetters
+
+    ensure_topics(settings.kafka)
+    producer = make_producer(settings.kafka)
+    receiver = WebhookReceiver(producer, settings.kafka.topics.raw, DeadLetters(producer, settings.kafka.topics.deadletter),
+                               meta_app_secret="app-secret", meta_verify_token="verify-me", generic_secret="shop-secret")
+
+    def sign(secret, body):
+        return "sha256=" + hmac_.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+    meta_body = json.dumps({"object": "page", "entry": [{"id": "page1", "time": 1763900000, "changes": [
+        {"field": "feed", "value": {"item": "comment", "verb": "add", "comment_id": "c1", "post_id": "p1",
+                                    "message": "Nordbahn, wo bleibt meine Erstattung?", "created_time": 1763900000,
+                                    "from": {"id": "4711", "name": "Mausi"}}},
+        {"field": "feed", "value": {"item": "comment", "verb": "add", "comment_id": "c2"}},  # no text: dead letter
+        {"field": "feed", "value": {"item": "comment", "verb": "remove", "comment_id": "c0"}},  # deletion: ignored
+    ]}]}).encode()
+    generic_body = json.dumps([{"platform": "shopreviews", "native_id": "r1", "text": "Lieferung kam zu spät",
+                                "created_at": "2026-11-22T10:00:00Z", "author": {"handle": "kunde1"}}]).encode()
+
+    async def scenario():
+        server = TestServer(make_app(receiver, max_body_bytes=64 * 1024), host="127.0.0.1")
+        await server.start_server()
+        base = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient() as http:
+            challenge = await http.get(f"{base}/webhooks/meta", params={
+                "hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"})
+            wrong_token = await http.get(f"{base}/webhooks/meta", params={
+                "hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"})
+            unsigned = await http.post(f"{base}/webhooks/meta", content=meta_body)
+            tampered = await http.post(f"{base}/webhooks/meta", content=meta_body + b" ",
+                                       headers={"X-Hub-Signature-256": sign("app-secret", meta_body)})
+            huge = await http.post(f"{base}/webhooks/generic", content=b"[" + b" " * 70_000 + b"]",
+                                   headers={"X-Stimmung-Signature": sign("shop-secret", b"x")})
+            meta = await http.post(f"{base}/webhooks/meta", content=meta_body,
+                                   headers={"X-Hub-Signature-256": sign("app-secret", meta_body)})
+            generic = await http.post(f"{base}/webhooks/generic", content=generic_body,
+                                      headers={"X-Stimmung-Signature": sign("shop-secret", generic_body)})
+            not_json = await http.post(f"{base}/webhooks/generic", content=b"{oops",
+                                       headers={"X-Stimmung-Signature": sign("shop-secret", b"{oops")})
+        await server.close()
+        return challenge, wrong_token, unsigned, tampered, huge, meta, generic, not_json
+
+    challenge, wrong_token, unsigned, tampered, huge, meta, generic, not_json = asyncio.run(scenario())
+    assert (challenge.status_code, challenge.text) == (200, "1158201444")
+    assert wrong_token.status_code == 403
+    assert unsigned.status_code == 401 and tampered.status_code == 401
+    assert huge.status_code == 413
+    assert meta.status_code == 200 and meta.json() == {"published": 1, "rejected": 1}
+    assert generic.status_code == 200 and generic.json() == {"published": 1, "rejected": 0}
+    assert not_json.status_code == 400
+    mentions = {m.native_id: m for m in published(settings, 2)}
+    assert set(mentions) == {"c1", "r1"}
+    assert mentions["c1"].platform == "facebook" and mentions["c1"].author.handle == "4711"
+    assert mentions["c1"].thread_id == "p1" and mentions["c1"].text == "Nordbahn, wo bleibt meine Erstattung?"
+    letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 2)]
+    assert sorted(letter.source for letter in letters) == ["webhook-generic", "webhook-meta"]
+    producer.close()

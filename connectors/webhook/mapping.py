@@ -1,0 +1,53 @@
+"""Push payloads -> RawMention: Meta-style webhooks (Facebook page feed, Instagram comments) and
+generic signed JSON (a RawMention, or a list of them, e.g. from a shop's review system)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from pydantic import ValidationError
+
+from stimmung.schemas.mention import RawMention
+
+
+def _when(value: Any) -> datetime:
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))
+    return datetime.now(timezone.utc)
+
+
+def from_meta(payload: dict[str, Any]) -> Iterator[RawMention | tuple[str, Any]]:
+    """Each change with text becomes a mention; anything else is (reason, change) to dead-letter."""
+    platform = {"page": "facebook", "instagram": "instagram"}.get(payload.get("object", ""), "meta")
+    for entry in payload.get("entry", []):
+        for change in entry.get("changes", []):
+            value = change.get("value") or {}
+            text = value.get("message") or value.get("text")
+            native = value.get("comment_id") or value.get("post_id") or value.get("id")
+            if not text or not native:
+                if value.get("verb") == "remove" or change.get("field") not in ("feed", "comments", "mentions"):
+                    continue  # deletions and non-content fields carry no mention
+                yield ("change without text or id", change)
+                continue
+            sender = value.get("from") or {}
+            handle = sender.get("username") or sender.get("id")
+            try:
+                yield RawMention(platform=platform, native_id=str(native), text=str(text),
+                                 created_at=_when(value.get("created_time") or entry.get("time")),
+                                 reply_to_id=str(value["parent_id"]) if value.get("parent_id") else None,
+                                 thread_id=str(value["post_id"]) if value.get("post_id") else None,
+                                 author={"handle": str(handle), "display_name": sender.get("name")} if handle else None,
+                                 raw={"field": change.get("field"), "page": entry.get("id")})
+            except (ValidationError, ValueError) as err:
+                yield (f"invalid change: {err}", change)
+
+
+def from_generic(payload: Any) -> Iterator[RawMention | tuple[str, Any]]:
+    for item in payload if isinstance(payload, list) else [payload]:
+        try:
+            yield RawMention.model_validate(item)
+        except ValidationError as err:
+            yield (f"not a RawMention: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}", item)
