@@ -60,6 +60,12 @@ class PoliteClient:
             await self.sleep(seconds)
 
     async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         backoff = Backoff(base_s=0.5, cap_s=60.0)
         last_error = ""
         for attempt in range(1, self.max_attempts + 1):
@@ -67,7 +73,7 @@ class PoliteClient:
             if ahead > 0:
                 await self._wait(ahead, "budget exhausted")
             try:
-                resp = await self.http.get(url, **kwargs)
+                resp = await self.http.request(method, url, **kwargs)
             except httpx.TransportError as err:  # refused, reset, timed out, dropped mid-body
                 CONNECTOR_ERRORS.labels(connector=self.connector, kind="connection").inc()
                 CONNECTOR_UP.labels(connector=self.connector).set(0)

@@ -44,7 +44,23 @@ def _mastodon(settings: Settings) -> Source:
                           interval_s=c.interval_s)
 
 
-CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews, "mastodon": _mastodon}
+def _reddit(settings: Settings) -> Source:
+    from stimmung.config import read_secret
+    from stimmung.connectors.reddit import RedditSource
+    from stimmung.connectors.reddit.client import RedditClient
+
+    c = settings.connectors.reddit
+    secret = read_secret(c.client_secret, c.client_secret_file, "connectors.reddit.client_secret")
+    if not c.client_id or not secret:
+        raise ConfigError("connectors.reddit: client_id and client_secret (env or file) are required")
+    if not c.searches and not c.subreddits:
+        raise ConfigError("connectors.reddit: configure searches and/or subreddits")
+    http = PoliteClient("reddit", timeout_s=settings.connectors.timeout_s)
+    return RedditSource(RedditClient(http, c.client_id, secret, c.auth_url, c.api_url), http,
+                        searches=c.searches, subreddits=c.subreddits, interval_s=c.interval_s, max_pages=c.max_pages)
+
+
+CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews, "mastodon": _mastodon, "reddit": _reddit}
 
 
 def checkpoint_dir(settings: Settings) -> Path:

@@ -223,6 +223,18 @@ class MastodonSettings(BaseModel):
     interval_s: float = Field(60.0, gt=0)
 
 
+class RedditSettings(BaseModel):
+    client_id: str | None = Field(None, description="A 'script' or 'web' app's id (reddit.com/prefs/apps)")
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    searches: list[str] = Field(default_factory=list, description="Site-wide post searches (newest first)")
+    subreddits: list[str] = Field(default_factory=list, description="Subreddits whose new comments are read")
+    interval_s: float = Field(120.0, gt=0)
+    max_pages: int = Field(10, ge=1, le=10, description="Listing pages of 100 per sweep (Reddit serves at most 1,000)")
+    auth_url: str = "https://www.reddit.com"
+    api_url: str = "https://oauth.reddit.com"
+
+
 class WebhookSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
@@ -242,6 +254,7 @@ class ConnectorSettings(BaseModel):
     rss: RSSSettings = RSSSettings()
     hackernews: HackerNewsSettings = HackerNewsSettings()
     mastodon: MastodonSettings = MastodonSettings()
+    reddit: RedditSettings = RedditSettings()
     webhook: WebhookSettings = WebhookSettings()
 
 

@@ -58,6 +58,10 @@ class Scripted(BaseHTTPRequestHandler):
             return
         self._send(status, body, headers)
 
+    def do_POST(self):  # noqa: N802 - same script; the form body is read so the connection stays usable
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
     def _send(self, status, body, headers):
         self.send_response(status)
         for k, v in headers.items():
@@ -415,3 +419,72 @@ def test_webhook_receiver_verifies_signatures_and_publishes_before_answering(set
     letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 2)]
     assert sorted(letter.source for letter in letters) == ["webhook-generic", "webhook-meta"]
     producer.close()
+
+
+# ---- Reddit --------------------------------------------------------------------------------------------
+
+def reddit_api(things: dict[str, list[dict]], state: dict):
+    """``/api/v1/access_token`` (client credentials, basic auth) and Listings (newest first,
+    100 per page, ``after`` fullnames) with Reddit's ``X-Ratelimit-*`` headers."""
+    import base64
+
+    def respond(handler):
+        parts = urlsplit(handler.path)
+        q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if parts.path == "/api/v1/access_token":
+            ok = handler.headers.get("Authorization") == "Basic " + base64.b64encode(b"app:s3cret").decode()
+            body = {"access_token": "tok", "token_type": "bearer", "expires_in": 3600} if ok else {"error": "invalid_grant"}
+            return (200 if ok else 401), json.dumps(body).encode(), {"Content-Type": "application/json"}
+        if handler.headers.get("Authorization") != "bearer tok":
+            return 401, b'{"message": "Unauthorized"}', {"Content-Type": "application/json"}
+        kind, items = ("t3", things["search"]) if parts.path == "/search" else ("t1", things["comments"])
+        ordered = sorted(items, key=lambda i: -i["created_utc"])
+        start = next((n + 1 for n, i in enumerate(ordered) if i["name"] == q.get("after")), 0)
+        page = ordered[start:start + int(q["limit"])]
+        after = page[-1]["name"] if start + len(page) < len(ordered) else None
+        state["remaining"] -= 1
+        headers = {"Content-Type": "application/json", "X-Ratelimit-Used": "1",
+                   "X-Ratelimit-Remaining": str(max(0, state["remaining"])), "X-Ratelimit-Reset": "1"}
+        body = {"kind": "Listing", "data": {"after": after, "children": [{"kind": kind, "data": i} for i in page]}}
+        return 200, json.dumps(body).encode(), headers
+    return respond
+
+
+def test_reddit_oauth_listings_paging_and_resume(settings, tmp_path):
+    from stimmung.connectors.reddit import RedditSource
+    from stimmung.connectors.reddit.client import RedditClient
+
+    ensure_topics(settings.kafka)
+    base_ts = 1_763_800_000
+    posts = [{"name": f"t3_p{n}", "created_utc": base_ts + n * 10, "title": f"Nordbahn thread {n}",
+              "selftext": "details" if n % 2 else "", "author": f"redditor{n % 9}", "score": n, "num_comments": 2,
+              "permalink": f"/r/bahn/comments/p{n}/x/", "subreddit": "bahn"} for n in range(230)]
+    comments = [{"name": f"t1_c{n}", "created_utc": base_ts + n * 7, "body": f"Nordbahn comment {n}",
+                 "author": "[deleted]" if n == 3 else f"u{n}", "score": -2, "parent_id": "t3_p1", "link_id": "t3_p1",
+                 "permalink": f"/r/bahn/comments/p1/x/c{n}/", "subreddit": "bahn"} for n in range(120)]
+    comments[5]["body"] = "[removed]"  # nothing to read: dead letter
+    state = {"remaining": 1000}
+    server, base = serve(reddit_api({"search": posts, "comments": comments}, state))
+    server.faults = {3: "429", 4: "drop"}
+
+    def source():
+        http = PoliteClient("reddit")
+        return RedditSource(RedditClient(http, "app", "s3cret", base, base), http,
+                            searches=["nordbahn"], subreddits=["bahn"])
+
+    runner = runner_for(settings, source(), tmp_path, checkpoint_every=100)
+    runner.on_progress = lambda report: runner.stop() if report.published >= 150 else None
+    first = asyncio.run(runner.run())
+    second = asyncio.run(runner_for(settings, source(), tmp_path).run())
+    assert first.published + second.published == 230 + 119
+    assert first.rejected + second.rejected == 1
+    mentions = {m.native_id: m for m in published(settings, 349)}
+    assert len(mentions) == 349
+    p7 = mentions["t3_p7"]
+    assert p7.text == "Nordbahn thread 7\n\ndetails" and p7.url == "https://www.reddit.com/r/bahn/comments/p7/x/"
+    assert mentions["t1_c3"].author is None and mentions["t1_c4"].engagement.likes == 0
+    assert mentions["t1_c4"].reply_to_id == "t3_p1"
+    posts.append({"name": "t3_new", "created_utc": base_ts + 5000, "title": "Nordbahn new", "author": "x",
+                  "permalink": "/r/bahn/comments/new/x/"})
+    assert asyncio.run(runner_for(settings, source(), tmp_path).run()).published == 1
+    server.shutdown()

@@ -1,0 +1,3 @@
+from stimmung.connectors.reddit.source import RedditSource
+
+__all__ = ["RedditSource"]
