@@ -28,15 +28,26 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivacySignal:
+    """The source says an account is gone (deleted, taken down): its mentions must be erased."""
+
+    platform: str
+    handle: str
+    status: str
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Fetched:
     mention: RawMention | None = None
     rejected: Rejected | None = None
+    privacy: PrivacySignal | None = None
     #: Resume position after this item (opaque, JSON-serialisable); None = not resumable here.
     cursor: Any = None
 
     def __post_init__(self) -> None:
-        if (self.mention is None) == (self.rejected is None):
-            raise ValueError("Fetched holds exactly one of mention or rejected")
+        if sum(x is not None for x in (self.mention, self.rejected, self.privacy)) != 1:
+            raise ValueError("Fetched holds exactly one of mention, rejected or privacy")
 
 
 class Source(abc.ABC):

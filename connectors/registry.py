@@ -60,7 +60,15 @@ def _reddit(settings: Settings) -> Source:
                         searches=c.searches, subreddits=c.subreddits, interval_s=c.interval_s, max_pages=c.max_pages)
 
 
-CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews, "mastodon": _mastodon, "reddit": _reddit}
+def _bluesky(settings: Settings) -> Source:
+    from stimmung.connectors.bluesky import JetstreamSource
+    from stimmung.connectors.bluesky.client import JetstreamClient
+
+    c = settings.connectors.bluesky
+    return JetstreamSource(JetstreamClient(c.url, c.legacy, tuple(c.collections)))
+
+
+CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews, "mastodon": _mastodon, "reddit": _reddit, "bluesky": _bluesky}
 
 
 def checkpoint_dir(settings: Settings) -> Path:

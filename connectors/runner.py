@@ -8,6 +8,7 @@ mention id as Kafka key (and later as Elasticsearch ``_id``) absorbs the duplica
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -35,6 +36,7 @@ class RunReport:
     rejected: int = 0
     rejections: list[DeadLetter] = field(default_factory=list)
     last_cursor: Any = None
+    privacy_signals: int = 0
     seconds: float = 0.0
 
 
@@ -52,6 +54,7 @@ class SourceRunner:
         keep_rejections: int = 1000,
         on_progress: Callable[[RunReport], None] | None = None,
         brands: BrandTagger | None = None,
+        privacy_topic: str | None = None,
     ):
         self.source = source
         self.producer = producer
@@ -64,6 +67,7 @@ class SourceRunner:
         self.on_progress = on_progress
         # Firehose sources publish only what concerns a configured brand (None: everything).
         self.brands = brands if brands else None
+        self.privacy_topic = privacy_topic
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -127,6 +131,15 @@ class SourceRunner:
         return unsaved_cursor
 
     def _handle(self, item: Fetched, report: RunReport, pending: list) -> None:
+        if item.privacy is not None:
+            signal = item.privacy
+            log.info("privacy signal", extra={"connector": self.source.name, "status": signal.status})
+            if self.privacy_topic:
+                value = json.dumps({"platform": signal.platform, "handle": signal.handle, "status": signal.status,
+                                    "at": signal.at}).encode()
+                pending.append(("privacy", self.producer.send(self.privacy_topic, key=signal.handle.encode(), value=value)))
+                report.privacy_signals += 1
+            return
         MENTIONS_FETCHED.labels(connector=self.source.name).inc()
         if item.mention is not None:
             mention = item.mention
@@ -160,8 +173,9 @@ class SourceRunner:
         """Wait for Kafka to acknowledge everything sent, then persist the cursor."""
         if not pending and cursor == report.last_cursor:
             return
-        futures = [f for f in pending if f is not None]
-        await asyncio.to_thread(self._flush_and_check, futures)
+        futures = [f for f in pending if f is not None and not isinstance(f, tuple)]
+        signals = [f[1] for f in pending if isinstance(f, tuple)]
+        await asyncio.to_thread(self._flush_and_check, futures + signals)
         report.published += len(futures)
         MENTIONS_PUBLISHED.labels(connector=self.source.name).inc(len(futures))
         pending.clear()

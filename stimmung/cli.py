@@ -416,7 +416,7 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool) -> None:
     producer = make_producer(s.kafka)
     brands = BrandTagger.from_settings(s) if s.connectors.filter_by_brands else None
     runner = SourceRunner(source, producer, s.kafka.topics.raw, DeadLetters(producer, s.kafka.topics.deadletter),
-                          CheckpointStore(checkpoint_dir(s)), brands=brands,
+                          CheckpointStore(checkpoint_dir(s)), brands=brands, privacy_topic=s.kafka.topics.privacy,
                           on_progress=lambda r: log.info("progress", extra={"connector": name, "published": r.published,
                                                                            "rejected": r.rejected}))
 

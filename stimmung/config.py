@@ -42,6 +42,7 @@ class TopicSettings(BaseModel):
     enriched: str = "stimmung.mentions.enriched"
     deadletter: str = "stimmung.deadletter"
     alerts: str = "stimmung.alerts"
+    privacy: str = Field("stimmung.privacy", description="Privacy signals from sources (e.g. deleted accounts) for erasure")
     partitions: int = Field(3, ge=1, description="Partitions per topic: the unit of parallelism for workers")
     replication_factor: int = Field(1, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
@@ -235,6 +236,12 @@ class RedditSettings(BaseModel):
     api_url: str = "https://oauth.reddit.com"
 
 
+class BlueskySettings(BaseModel):
+    url: str = Field("wss://jetstream2.us-east.bsky.network", description="Jetstream instance (ws:// or wss://)")
+    legacy: bool = Field(False, description="The instance only serves the v1 /subscribe endpoint")
+    collections: list[str] = Field(default_factory=lambda: ["app.bsky.feed.post"])
+
+
 class WebhookSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
@@ -255,6 +262,7 @@ class ConnectorSettings(BaseModel):
     hackernews: HackerNewsSettings = HackerNewsSettings()
     mastodon: MastodonSettings = MastodonSettings()
     reddit: RedditSettings = RedditSettings()
+    bluesky: BlueskySettings = BlueskySettings()
     webhook: WebhookSettings = WebhookSettings()
 
 

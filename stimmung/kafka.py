@@ -58,6 +58,7 @@ def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
         NewTopic(t.raw, t.partitions, t.replication_factor, topic_configs=common),
         NewTopic(t.enriched, t.partitions, t.replication_factor, topic_configs=common),
         NewTopic(t.alerts, t.partitions, t.replication_factor, topic_configs=common),
+        NewTopic(t.privacy, t.partitions, t.replication_factor, topic_configs=common),
         NewTopic(
             t.deadletter, t.partitions, t.replication_factor,
             topic_configs={"retention.ms": str(t.deadletter_retention_ms)},

@@ -488,3 +488,139 @@ def test_reddit_oauth_listings_paging_and_resume(settings, tmp_path):
                   "permalink": "/r/bahn/comments/new/x/"})
     assert asyncio.run(runner_for(settings, source(), tmp_path).run()).published == 1
     server.shutdown()
+
+
+# ---- Bluesky Jetstream ---------------------------------------------------------------------------------
+
+def jetstream_events(n_posts: int) -> list[dict]:
+    """The v2 stream: posts, plus a delete, a like, an update, an account deletion, an info frame."""
+    events, seq = [], 5000
+    for n in range(n_posts):
+        seq += 1
+        events.append({"$type": "network.bsky.jetstream.subscribeEvents#commit", "seq": seq,
+                       "did": f"did:plc:user{n % 5}", "time": 1763800000000000 + seq, "operation": "create",
+                       "collection": "app.bsky.feed.post", "rkey": f"3k{n:04d}",
+                       "record": {"$type": "app.bsky.feed.post", "text": f"Nordbahn post {n} 🚆",
+                                  "createdAt": "2026-11-22T10:00:00.000Z", "langs": ["de"],
+                                  **({"reply": {"root": {"uri": "at://did:plc:x/app.bsky.feed.post/r"},
+                                                "parent": {"uri": "at://did:plc:x/app.bsky.feed.post/p"}}} if n == 1 else {})}})
+        if n == 10:
+            seq += 1
+            events.append({"$type": "network.bsky.jetstream.subscribeEvents#commit", "seq": seq, "did": "did:plc:user1",
+                           "time": 0, "operation": "delete", "collection": "app.bsky.feed.post", "rkey": "3k0001"})
+            seq += 1
+            events.append({"$type": "network.bsky.jetstream.subscribeEvents#commit", "seq": seq, "did": "did:plc:user2",
+                           "time": 0, "operation": "create", "collection": "app.bsky.feed.like", "rkey": "l1",
+                           "record": {"subject": {}}})
+            seq += 1
+            events.append({"$type": "network.bsky.jetstream.subscribeEvents#account", "seq": seq, "did": "did:plc:gone",
+                           "time": 1763800000000000, "active": False, "status": "deleted"})
+            seq += 1
+            events.append({"$type": "network.bsky.jetstream.subscribeEvents#info", "name": "OutdatedCursor",
+                           "message": "cursor clamped"})
+        if n == 20:
+            seq += 1
+            events.append("this is not json")
+    return events
+
+
+def test_bluesky_jetstream_v2_resume_errors_privacy_signals_and_legacy_v1(settings, tmp_path):
+    from websockets.asyncio.server import serve as ws_serve
+
+    from stimmung.connectors.bluesky import JetstreamSource
+    from stimmung.connectors.bluesky.client import JetstreamClient
+
+    ensure_topics(settings.kafka)
+    events = jetstream_events(60)
+    connections = []
+
+    def process_request(connection, request):
+        q = parse_qs(urlsplit(request.path).query)
+        if "cursor" in q and int(q["cursor"][0]) < 5000:
+            return connection.respond(400, json.dumps({"error": "CursorTooOld", "floor": 5000,
+                                                       "message": "cursor is older than 5000"}))
+        if request.path.startswith("/xrpc/") and q.get("collections") != ["app.bsky.feed.post"]:
+            return connection.respond(400, '{"error":"BadRequest"}')
+        return None
+
+    async def handler(ws):
+        q = parse_qs(urlsplit(ws.request.path).query)
+        cursor = int(q["cursor"][0]) if "cursor" in q else None
+        connections.append(cursor)
+        sent = 0
+        for e in events:
+            if isinstance(e, dict) and cursor is not None and e.get("seq", 10**9) < cursor:
+                continue  # inclusive resume: the event at `cursor` is sent again
+            await ws.send(e if isinstance(e, str) else json.dumps({"$type": "message", "payload": e}))
+            sent += 1
+            if len(connections) == 1 and sent == 25:
+                await ws.send(json.dumps({"$type": "error", "error": "ConsumerTooSlow", "message": "too slow"}))
+                await ws.close()
+                return
+            if len(connections) == 2 and sent == 15:
+                ws.transport.abort()  # a dropped connection, no close frame
+                return
+        await ws.close()
+
+    async def scenario():
+        async with ws_serve(handler, "127.0.0.1", 0, subprotocols=["xrpc.v1.json"], process_request=process_request) as srv:
+            base = f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+
+            def source(reconnects):
+                return JetstreamSource(JetstreamClient(base), max_reconnects=reconnects)
+
+            first = runner_for(settings, source(10), tmp_path, checkpoint_every=20, privacy_topic=settings.kafka.topics.privacy)
+            first.on_progress = lambda report: first.stop() if report.published >= 40 else None
+            r1 = await first.run()
+            r2 = await runner_for(settings, source(2), tmp_path, privacy_topic=settings.kafka.topics.privacy).run()
+            # a cursor older than the server keeps: restart at the floor it names
+            store = CheckpointStore(tmp_path / "old")
+            store.save(source(0).checkpoint_key, {"position": 12})
+            old = SourceRunner(source(1), make_producer(settings.kafka), settings.kafka.topics.raw,
+                               DeadLetters(make_producer(settings.kafka), settings.kafka.topics.deadletter), store)
+            r3 = await old.run()
+            return r1, r2, r3
+
+    r1, r2, r3 = asyncio.run(scenario())
+    assert connections[0] is None and connections[1] is not None, "reconnected after ConsumerTooSlow from its position"
+    mentions = published(settings, 60 + 60)
+    assert {m.native_id for m in mentions} == {f"at://did:plc:user{n % 5}/app.bsky.feed.post/3k{n:04d}" for n in range(60)}
+    assert r1.published + r2.published == 60, "resume dropped the inclusive overlap: nothing twice, nothing lost"
+    assert r3.published == 60 and 5000 in connections, "restarted at the floor"
+    m1 = next(m for m in mentions if m.native_id.endswith("3k0001"))
+    assert m1.author.handle == "did:plc:user1" and m1.language_hint == "de" and m1.text == "Nordbahn post 1 🚆"
+    assert m1.reply_to_id == "at://did:plc:x/app.bsky.feed.post/p" and m1.url == "https://bsky.app/profile/did:plc:user1/post/3k0001"
+    signals = [json.loads(v) for v in read_topic(settings, settings.kafka.topics.privacy, 1)]
+    assert signals[0] == {"platform": "bluesky", "handle": "did:plc:gone", "status": "deleted", "at": "1763800000000000"}
+    letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 1)]
+    assert letters and letters[0].error_type == "invalid_frame"
+
+
+def test_bluesky_legacy_v1_subscribe(settings, tmp_path):
+    from websockets.asyncio.server import serve as ws_serve
+
+    from stimmung.connectors.bluesky import JetstreamSource
+    from stimmung.connectors.bluesky.client import JetstreamClient
+
+    ensure_topics(settings.kafka)
+    frames = [{"did": f"did:plc:v{n}", "time_us": 1763800000000000 + n, "kind": "commit",
+               "commit": {"rev": "x", "operation": "create", "collection": "app.bsky.feed.post", "rkey": f"v{n}",
+                          "record": {"text": f"legacy {n}", "createdAt": "2026-11-22T10:00:00Z"}}} for n in range(5)]
+    paths = []
+
+    async def handler(ws):
+        paths.append(ws.request.path)
+        for f in frames:
+            await ws.send(json.dumps(f))
+        await ws.close()
+
+    async def scenario():
+        async with ws_serve(handler, "127.0.0.1", 0) as srv:
+            base = f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+            source = JetstreamSource(JetstreamClient(base, legacy=True), max_reconnects=0)
+            return await runner_for(settings, source, tmp_path).run()
+
+    report = asyncio.run(scenario())
+    assert report.published == 5
+    assert paths[0].startswith("/subscribe?wantedCollections=app.bsky.feed.post")
+    assert {m.text for m in published(settings, 5)} == {f"legacy {n}" for n in range(5)}

@@ -1,0 +1,3 @@
+from stimmung.connectors.bluesky.source import JetstreamSource
+
+__all__ = ["JetstreamSource"]
