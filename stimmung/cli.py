@@ -465,6 +465,23 @@ def webhook(obj: Context) -> None:
         producer.close()
 
 
+@main.command("privacy-worker")
+@click.pass_obj
+def privacy_worker(obj: Context) -> None:
+    """Erase the mentions of accounts that sources report as deleted or taken down."""
+    import signal as signals
+
+    from stimmung.metrics import serve
+    from stimmung.pipeline.privacy_signals import PrivacySignalWorker
+
+    s = obj.settings
+    serve(s.metrics.port, s.metrics.host)
+    worker_ = PrivacySignalWorker(s)
+    signals.signal(signals.SIGTERM, worker_.stop)
+    signals.signal(signals.SIGINT, worker_.stop)
+    worker_.run()
+
+
 @main.command("worker")
 @click.pass_obj
 def worker(obj: Context) -> None:

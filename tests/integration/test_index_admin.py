@@ -215,3 +215,30 @@ def test_a_concrete_index_in_the_aliases_place_is_a_clear_error(settings):
     client.indices.create(index=settings.elasticsearch.mentions_index)
     with pytest.raises(ConfigError, match="is a concrete index"):
         ensure_indices(client, settings.elasticsearch)
+
+
+def test_a_privacy_signal_from_a_source_erases_that_authors_mentions(settings):
+    import threading
+
+    from stimmung.pipeline.privacy_signals import PrivacySignalWorker
+
+    ensure_topics(settings.kafka)
+    client = Elasticsearch(settings.elasticsearch.url)
+    write(client, settings, [mention("g1", "Nordbahn ist toll", handle="did:plc:gone", platform="bluesky"),
+                             mention("g2", "Nordbahn ist toll", handle="did:plc:stays", platform="bluesky")])
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    producer.send(settings.kafka.topics.privacy, key=b"did:plc:gone", value=json.dumps(
+        {"platform": "bluesky", "handle": "did:plc:gone", "status": "deleted", "at": "1"}).encode())
+    producer.send(settings.kafka.topics.privacy, key=b"x", value=b"not json")  # ignored, not fatal
+    producer.flush()
+    worker = PrivacySignalWorker(settings, sweep_after_s=0.1)
+    thread = threading.Thread(target=worker.run, kwargs={"until": lambda: worker.erased >= 1}, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert worker.erased == 1
+    client.indices.refresh(index=settings.elasticsearch.mentions_index)
+    left = [h["_source"]["native_id"] for h in client.search(index=settings.elasticsearch.mentions_index)["hits"]["hits"]]
+    assert left == ["g2"]
+    gone = Pseudonymizer(PSEUDONYM_KEY).pseudonym("bluesky", "did:plc:gone")
+    record = client.get(index=settings.elasticsearch.erasures_index, id=gone)["_source"]
+    assert record["reason"] == "account deleted" and record["requested_by"] == "bluesky:account-event"

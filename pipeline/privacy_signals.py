@@ -1,0 +1,66 @@
+"""Turns privacy signals from sources (an account deleted or taken down) into erasures.
+
+Consumes the privacy topic; for each signal it computes the author's pseudonym (the handle never
+leaves this process) and runs the same erasure as `stimmung erase`: erasure record first, then
+the mentions deleted, so sinks drop anything still in flight or replayed. The offset is committed
+only after the erasure finished (at-least-once; erasing twice is harmless).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Callable
+
+from kafka import KafkaConsumer
+
+from stimmung.config import Settings
+from stimmung.pipeline.erasure import erase
+from stimmung.pipeline.index import ensure_indices, make_client
+from stimmung.pipeline.privacy import pseudonymizer_from_settings
+
+log = logging.getLogger(__name__)
+
+
+class PrivacySignalWorker:
+    def __init__(self, settings: Settings, group_id: str | None = None, sweep_after_s: float | None = None):
+        self.settings = settings
+        self.group_id = group_id or f"{settings.pipeline.app_id}-privacy"
+        self.sweep_after_s = sweep_after_s
+        self._stop = threading.Event()
+        self.erased = 0
+
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def handle(self, client: Any, pseudonymizer: Any, value: bytes) -> None:
+        try:
+            signal = json.loads(value)
+            platform, handle, status = signal["platform"], signal["handle"], signal.get("status", "gone")
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("ignoring malformed privacy signal", extra={"error": str(err)[:200]})
+            return
+        pseudonym = pseudonymizer.pseudonym(platform, handle)
+        result = erase(client, self.settings.elasticsearch, {pseudonym: platform}, reason=f"account {status}",
+                       requested_by=f"{platform}:account-event", sweep_after_s=self.sweep_after_s)
+        self.erased += 1
+        log.info("erased after privacy signal", extra={"pseudonym": pseudonym, "status": status, "deleted": result.deleted})
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        s = self.settings
+        pseudonymizer = pseudonymizer_from_settings(s)
+        client = make_client(s.elasticsearch)
+        ensure_indices(client, s.elasticsearch)
+        consumer = KafkaConsumer(s.kafka.topics.privacy, bootstrap_servers=s.kafka.bootstrap_list,
+                                 group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                                 max_poll_records=50, max_poll_interval_ms=600_000)
+        try:
+            while not self._stop.is_set() and not (until and until()):
+                for records in consumer.poll(timeout_ms=500).values():
+                    for record in records:
+                        self.handle(client, pseudonymizer, record.value or b"")
+                    consumer.commit()
+        finally:
+            consumer.close(autocommit=False)
+            client.close()
