@@ -67,7 +67,18 @@ class KafkaSettings(BaseModel):
         return self.bootstrap_servers.split(",")
 
 
-class ElasticsearchSettings(BaseModel):
+class HTTPServiceAuth(BaseModel):
+    """Credentials for an HTTP service of the Elastic stack: an API key, or user + password; a CA."""
+
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    ca_certs: Path | None = None
+
+
+class ElasticsearchSettings(HTTPServiceAuth):
     url: str = "http://127.0.0.1:9200"
     mentions_index: str = Field("stimmung-mentions", description="Read alias over the time-based mention indices (also their name prefix)")
     alerts_index: str = "stimmung-alerts"
@@ -78,12 +89,6 @@ class ElasticsearchSettings(BaseModel):
     circuit_fail_max: int = Field(5, ge=1, description="Consecutive failed bulk requests that open the circuit")
     circuit_reset_s: float = Field(30.0, gt=0, description="How long the circuit stays open before one trial request")
     erasure_refresh_s: float = Field(5.0, gt=0, description="How often the sink re-reads the erasure records")
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    ca_certs: Path | None = None
     request_timeout_s: float = Field(30.0, gt=0)
 
     @field_validator("url")
@@ -94,15 +99,9 @@ class ElasticsearchSettings(BaseModel):
         return value.rstrip("/")
 
 
-class KibanaSettings(BaseModel):
+class KibanaSettings(HTTPServiceAuth):
     url: str | None = Field(None, description="Kibana base URL: saved-object import, Discover links in search output and alerts")
     space: str | None = Field(None, description="Kibana space for imported objects (default space if unset)")
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    ca_certs: Path | None = None
 
     @field_validator("url")
     @classmethod

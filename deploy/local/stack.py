@@ -205,6 +205,11 @@ class Service:
         if current.state == "crashed":
             self.report(f"{self.name}: previous process {current.pid} had crashed; restarting")
             self.pidfile.unlink(missing_ok=True)
+            # The dead process's children (the JVM under its wrapper) may hold the ports for a
+            # moment after the leader is gone: give them time before calling the ports taken.
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and any(_port_open(p) for p in self.ports):
+                time.sleep(0.2)
         busy = [p for p in self.ports if _port_open(p)]
         if busy:
             raise StackError(

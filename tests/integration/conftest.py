@@ -60,7 +60,7 @@ def config(local_stack, tmp_path) -> dict:
         "kafka": {
             "bootstrap_servers": f"127.0.0.1:{PORTS['kafka_port']}",
             "topics": {"raw": f"t{run}.raw", "enriched": f"t{run}.enriched", "deadletter": f"t{run}.deadletter",
-                       "alerts": f"t{run}.alerts", "partitions": 2},
+                       "alerts": f"t{run}.alerts", "privacy": f"t{run}.privacy", "partitions": 2},
         },
         "elasticsearch": {"url": f"http://127.0.0.1:{PORTS['es_http_port']}", "mentions_index": f"t{run}-mentions",
                           "alerts_index": f"t{run}-alerts", "erasures_index": f"t{run}-erasures",
