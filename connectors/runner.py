@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 
 from stimmung.connectors.base import Fetched, Source
 from stimmung.connectors.checkpoints import CheckpointStore
-from stimmung.kafka import DeadLetters
+from stimmung.kafka import DeadLetters, confirm_sent
 from stimmung.brandquery import BrandTagger, Target
 from stimmung.connectors.http import SourceUnavailable
 from stimmung.metrics import CONNECTOR_FILTERED, CONNECTOR_LAG, MENTIONS_FETCHED, MENTIONS_PUBLISHED
@@ -27,6 +27,18 @@ from stimmung.retry import Backoff
 from stimmung.schemas.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    """What was handed to Kafka since the last checkpoint."""
+
+    mentions: list = field(default_factory=list)  # send futures of raw mentions
+    signals: list = field(default_factory=list)  # send futures of privacy signals
+    items: int = 0  # everything handled (also rejected/filtered items): the checkpoint batch size
+
+    def clear(self) -> None:
+        self.mentions, self.signals, self.items = [], [], 0
 
 
 @dataclass
@@ -106,7 +118,7 @@ class SourceRunner:
         return report
 
     async def _sweep(self, cursor: Any, report: RunReport) -> Any:
-        pending: list = []
+        pending = _Batch()
         unsaved_cursor: Any = cursor
         last_checkpoint = time.monotonic()
         try:
@@ -114,7 +126,7 @@ class SourceRunner:
                 self._handle(item, report, pending)
                 if item.cursor is not None:
                     unsaved_cursor = item.cursor
-                if len(pending) >= self.checkpoint_every or (
+                if pending.items >= self.checkpoint_every or (
                     time.monotonic() - last_checkpoint >= self.checkpoint_interval_s
                 ):
                     await self._settle(pending, report, unsaved_cursor)
@@ -130,14 +142,15 @@ class SourceRunner:
             await self._settle(pending, report, unsaved_cursor)
         return unsaved_cursor
 
-    def _handle(self, item: Fetched, report: RunReport, pending: list) -> None:
+    def _handle(self, item: Fetched, report: RunReport, pending: _Batch) -> None:
+        pending.items += 1
         if item.privacy is not None:
             signal = item.privacy
             log.info("privacy signal", extra={"connector": self.source.name, "status": signal.status})
             if self.privacy_topic:
                 value = json.dumps({"platform": signal.platform, "handle": signal.handle, "status": signal.status,
                                     "at": signal.at}).encode()
-                pending.append(("privacy", self.producer.send(self.privacy_topic, key=signal.handle.encode(), value=value)))
+                pending.signals.append(self.producer.send(self.privacy_topic, key=signal.handle.encode(), value=value))
                 report.privacy_signals += 1
             return
         MENTIONS_FETCHED.labels(connector=self.source.name).inc()
@@ -146,13 +159,12 @@ class SourceRunner:
             if self.brands is not None and not self.brands.tag(Target.of(
                     mention.text, mention.language_hint, mention.url, mention.author.handle if mention.author else None)):
                 CONNECTOR_FILTERED.labels(connector=self.source.name).inc()
-                pending.append(None)
                 return
             lag = (datetime.now(timezone.utc) - mention.created_at).total_seconds()
             CONNECTOR_LAG.labels(connector=self.source.name).set(max(0.0, lag))
             value = mention.model_dump_json().encode("utf-8")
             # In flight at most `checkpoint_every` records: _settle() flushes before reading more.
-            pending.append(self.producer.send(self.raw_topic, key=mention.mention_id.encode(), value=value))
+            pending.mentions.append(self.producer.send(self.raw_topic, key=mention.mention_id.encode(), value=value))
         else:
             rej = item.rejected
             letter = DeadLetter(
@@ -167,17 +179,14 @@ class SourceRunner:
             report.rejected += 1
             if len(report.rejections) < self.keep_rejections:
                 report.rejections.append(letter)
-            pending.append(None)  # counts towards the batch size; nothing to wait for
 
-    async def _settle(self, pending: list, report: RunReport, cursor: Any) -> None:
+    async def _settle(self, pending: _Batch, report: RunReport, cursor: Any) -> None:
         """Wait for Kafka to acknowledge everything sent, then persist the cursor."""
-        if not pending and cursor == report.last_cursor:
+        if not pending.items and cursor == report.last_cursor:
             return
-        futures = [f for f in pending if f is not None and not isinstance(f, tuple)]
-        signals = [f[1] for f in pending if isinstance(f, tuple)]
-        await asyncio.to_thread(self._flush_and_check, futures + signals)
-        report.published += len(futures)
-        MENTIONS_PUBLISHED.labels(connector=self.source.name).inc(len(futures))
+        await asyncio.to_thread(self._flush_and_check, pending.mentions + pending.signals)
+        report.published += len(pending.mentions)
+        MENTIONS_PUBLISHED.labels(connector=self.source.name).inc(len(pending.mentions))
         pending.clear()
         if self.checkpoints is not None and cursor is not None:
             self.checkpoints.save(self.source.checkpoint_key, cursor)
@@ -186,7 +195,5 @@ class SourceRunner:
             self.on_progress(report)
 
     def _flush_and_check(self, futures: list) -> None:
-        self.producer.flush()
-        for future in futures:
-            future.get(timeout=60)  # raises if the broker refused the record
+        confirm_sent(self.producer, futures)  # raises if the broker refused a record
         self.dead_letters.flush()

@@ -108,6 +108,13 @@ def make_producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
         ) from None
 
 
+def confirm_sent(producer: KafkaProducer, futures: list, timeout_s: float = 60.0) -> None:
+    """Block until every send in ``futures`` is acknowledged (raises if the broker refused one)."""
+    producer.flush(timeout=timeout_s)
+    for future in futures:
+        future.get(timeout=timeout_s)
+
+
 class DeadLetters:
     """Sends dead letters with the reason; ``flush()`` before committing the inputs they replace."""
 
@@ -129,13 +136,11 @@ class DeadLetters:
 
     def flush(self, timeout_s: float = 60.0) -> None:
         """Block until every dead letter sent so far is acknowledged (raises on failure)."""
-        self.producer.flush(timeout=timeout_s)
         pending, self._pending = self._pending, []
-        for future in pending:
-            future.get(timeout=timeout_s)
+        confirm_sent(self.producer, pending, timeout_s)
 
 
 __all__ = [
-    "DeadLetters", "KafkaError", "KafkaUnavailable", "admin_client", "ensure_topics",
+    "DeadLetters", "KafkaError", "KafkaUnavailable", "admin_client", "confirm_sent", "ensure_topics",
     "make_producer", "topic_specs",
 ]

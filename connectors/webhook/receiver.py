@@ -24,7 +24,7 @@ from aiohttp import web
 from kafka import KafkaProducer
 
 from stimmung.connectors.webhook.mapping import from_generic, from_meta
-from stimmung.kafka import DeadLetters
+from stimmung.kafka import DeadLetters, confirm_sent
 from stimmung.metrics import MENTIONS_FETCHED, MENTIONS_PUBLISHED
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import RawMention
@@ -62,9 +62,7 @@ class WebhookReceiver:
                 self.dead_letters.send(DeadLetter(stage="connector", reason=reason, error_type="invalid_item",
                                                   source=source, payload=DeadLetter.encode_payload(json.dumps(payload))))
                 rejected += 1
-        self.producer.flush(timeout=60)
-        for f in futures:
-            f.get(timeout=60)
+        confirm_sent(self.producer, futures)
         self.dead_letters.flush()
         MENTIONS_PUBLISHED.labels(connector=source).inc(len(futures))
         return len(futures), rejected
