@@ -17,13 +17,12 @@ import json
 import os
 import platform
 import random
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from stimmung.models import Annotations, Enricher, MentionText
+from stimmung.models import Enricher, MentionText
 from stimmung.models.annotators import E5Annotator
 from stimmung.models.datasets import read_germeval, read_umsab
 from stimmung.models.e5_base import build_base_encoder

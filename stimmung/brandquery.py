@@ -252,7 +252,7 @@ def parse_tree(query: str) -> Node:
         char = query[err.pos_in_stream]
         message = "unclosed quote" if char == '"' else f"unexpected {char!r}"
         raise BrandQueryError(message, query, err.pos_in_stream) from None
-    except UnexpectedEOF as err:
+    except UnexpectedEOF:
         raise BrandQueryError("the query ends too early", query, len(query)) from None
     except UnexpectedToken as err:
         token = err.token

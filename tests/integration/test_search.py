@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from elasticsearch import Elasticsearch
 
-from stimmung.pipeline.index import IndexLayout, detect_capabilities, ensure_indices, ensure_period_index, to_document
+from stimmung.pipeline.index import detect_capabilities, ensure_indices, ensure_period_index, to_document
 from stimmung.schemas import EnrichedMention
 
 
