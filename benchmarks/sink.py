@@ -152,6 +152,35 @@ def throughput(n: int) -> dict:
     return {"ours": ours, "ceiling_docs_s": ceiling, "naive_docs_s": naive}
 
 
+def node_ceiling(n: int, threads: tuple[int, ...] = (1, 2, 4)) -> dict[int, float]:
+    """The node's own limit: pre-encoded 1,000-document bulk bodies, no Kafka, no validation,
+    with 1, 2, 4 requests in flight (each run into a fresh index)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import orjson
+
+    es = Elasticsearch(settings_for("x").elasticsearch.url, request_timeout=120)
+    out = {}
+    for t in threads:
+        run = uuid.uuid4().hex[:6]
+        s = settings_for(run)
+        setup = ensure_indices(es, s.elasticsearch)
+        mentions = [mention(i, run) for i in range(n)]
+        target = setup.layout.index_for(mentions[0].created_at)
+        ensure_period_index(es, setup.layout, target, setup.ilm)
+        bodies = []
+        for i in range(0, n, 1000):
+            ops = []
+            for m in mentions[i:i + 1000]:
+                ops += [orjson.dumps({"index": {"_index": target, "_id": m.mention_id}}), orjson.dumps(to_document(m))]
+            bodies.append(ops)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(t) as pool:
+            list(pool.map(lambda ops: es.bulk(operations=ops), bodies))
+        out[t] = n / (time.perf_counter() - started)
+    return out
+
+
 def latency(rate: int, seconds: int, batch_wait_s: float) -> dict:
     run = uuid.uuid4().hex[:6]
     s = settings_for(run, sink_batch_wait_s=batch_wait_s)
@@ -216,10 +245,20 @@ def main() -> None:
     ap.add_argument("--batch-wait", type=float, nargs="*", default=None,
                     help="sink_batch_wait_s values to measure latency with (default: the setting's default)")
     ap.add_argument("--keep-stack", action="store_true")
+    ap.add_argument("--node-ceiling", action="store_true",
+                    help="only measure the node's own limit with 1/2/4 parallel pre-encoded bulk requests")
     args = ap.parse_args()
     base = settings_for("x")
     stack = LocalStack(base.stack, report=lambda line: print(f"[stack] {line}", file=sys.stderr))
     stack.up()
+    if args.node_ceiling:
+        try:
+            for t, rate in node_ceiling(args.docs).items():
+                print(f"| node ceiling, {t} bulk request(s) in flight, {args.docs:,} pre-encoded docs | {rate:,.0f} |")
+        finally:
+            if not args.keep_stack:
+                stack.down()
+        return
     try:
         tp = throughput(args.docs)
         waits = args.batch_wait or [base.pipeline.sink_batch_wait_s]
