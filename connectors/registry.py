@@ -68,7 +68,24 @@ def _bluesky(settings: Settings) -> Source:
     return JetstreamSource(JetstreamClient(c.url, c.legacy, tuple(c.collections)))
 
 
-CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews, "mastodon": _mastodon, "reddit": _reddit, "bluesky": _bluesky}
+def _x(settings: Settings) -> Source:
+    from stimmung.config import read_secret
+    from stimmung.connectors.x import XStreamSource
+    from stimmung.connectors.x.client import XStreamClient
+
+    c = settings.connectors.x
+    token = read_secret(c.bearer_token, c.bearer_token_file, "connectors.x.bearer_token")
+    if not token:
+        raise ConfigError("connectors.x: bearer_token (env or file) is required")
+    rules = c.rules or {b.name: f'"{b.name}" -is:retweet' for b in settings.brands}
+    if not rules:
+        raise ConfigError("connectors.x.rules: no rules configured (and no brands to build them from)")
+    http = PoliteClient("x", timeout_s=settings.connectors.timeout_s)
+    return XStreamSource(XStreamClient(http, token, c.base_url, c.stall_s), rules, backfill_minutes=c.backfill_minutes)
+
+
+CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews, "mastodon": _mastodon,
+                                                       "reddit": _reddit, "bluesky": _bluesky, "x": _x}
 
 
 def checkpoint_dir(settings: Settings) -> Path:

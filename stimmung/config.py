@@ -208,6 +208,8 @@ class MastodonInstance(BaseModel):
     timelines: list[str] = Field(min_length=1, description="'tag:<hashtag>', 'public' or 'local'")
     token: SecretStr | None = None
     token_file: Path | None = None
+    streaming: bool = Field(True, description="With a token: follow the streaming API between REST catch-ups")
+    streaming_url: str | None = Field(None, description="Streaming server, if not the one the instance announces")
 
     @field_validator("timelines")
     @classmethod
@@ -239,6 +241,19 @@ class BlueskySettings(BaseModel):
     url: str = Field("wss://jetstream2.us-east.bsky.network", description="Jetstream instance (ws:// or wss://)")
     legacy: bool = Field(False, description="The instance only serves the v1 /subscribe endpoint")
     collections: list[str] = Field(default_factory=lambda: ["app.bsky.feed.post"])
+    zstd_dictionary: Path | None = Field(
+        None, description="Jetstream's zstd dictionary file: ask for compressed frames (about 1/5 of the bandwidth)")
+
+
+class XSettings(BaseModel):
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None
+    rules: dict[str, str] = Field(default_factory=dict, description=(
+        "Filtered-stream rules, tag -> rule in X's own syntax; default: one rule per brand, "
+        "'\"<brand>\" -is:retweet'"))
+    backfill_minutes: int = Field(0, ge=0, le=5, description="Recover up to 5 minutes after a disconnect (Pro tier and up)")
+    stall_s: float = Field(90.0, gt=0, description="Reconnect after this long without data or keep-alive")
+    base_url: str = "https://api.x.com"
 
 
 class WebhookSettings(BaseModel):
@@ -262,6 +277,7 @@ class ConnectorSettings(BaseModel):
     mastodon: MastodonSettings = MastodonSettings()
     reddit: RedditSettings = RedditSettings()
     bluesky: BlueskySettings = BlueskySettings()
+    x: XSettings = XSettings()
     webhook: WebhookSettings = WebhookSettings()
 
 

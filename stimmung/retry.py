@@ -47,13 +47,14 @@ def _seconds_until(value: str, now: datetime) -> float | None:
 
 def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Seconds the server asks us to wait: ``Retry-After`` (seconds or HTTP date), else an
-    exhausted ``X-RateLimit-*`` budget's reset (Mastodon: ISO time; Reddit: seconds)."""
+    exhausted ``X-RateLimit-*`` budget's reset (Mastodon: ISO time; Reddit: seconds; X spells
+    it ``x-rate-limit-*`` with epoch seconds)."""
     now = now or datetime.now(timezone.utc)
     lower = {k.lower(): v for k, v in headers.items()}
     if "retry-after" in lower:
         return _seconds_until(lower["retry-after"], now)
-    remaining = lower.get("x-ratelimit-remaining")
-    reset = lower.get("x-ratelimit-reset")
+    remaining = lower.get("x-ratelimit-remaining", lower.get("x-rate-limit-remaining"))
+    reset = lower.get("x-ratelimit-reset", lower.get("x-rate-limit-reset"))
     if remaining is not None and reset is not None:
         try:
             exhausted = float(remaining) < 1

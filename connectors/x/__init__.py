@@ -1,0 +1,5 @@
+"""X (Twitter) API v2 filtered stream."""
+
+from stimmung.connectors.x.source import XStreamSource
+
+__all__ = ["XStreamSource"]
