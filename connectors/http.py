@@ -68,7 +68,7 @@ class PoliteClient:
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         backoff = Backoff(base_s=0.5, cap_s=60.0)
         last_error = ""
-        for attempt in range(1, self.max_attempts + 1):
+        for _attempt in range(1, self.max_attempts + 1):
             ahead = self._not_before - time.monotonic()
             if ahead > 0:
                 await self._wait(ahead, "budget exhausted")

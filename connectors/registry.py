@@ -33,13 +33,16 @@ def _hackernews(settings: Settings) -> Source:
 
 def _mastodon(settings: Settings) -> Source:
     from stimmung.config import read_secret
-    from stimmung.connectors.mastodon import MastodonSource
+    from stimmung.connectors.mastodon import Instance, MastodonSource
 
     c = settings.connectors.mastodon
     if not c.instances:
         raise ConfigError("connectors.mastodon.instances: no instances configured")
-    instances = [(i.url, i.timelines, read_secret(i.token, i.token_file, f"connectors.mastodon.instances[{n}].token"))
-                 for n, i in enumerate(c.instances)]
+    instances = []
+    for n, i in enumerate(c.instances):
+        token = read_secret(i.token, i.token_file, f"connectors.mastodon.instances[{n}].token")
+        instances.append(Instance(i.url, i.timelines, token, stream=i.streaming and token is not None,
+                                  streaming_url=i.streaming_url))
     return MastodonSource(instances, PoliteClient("mastodon", timeout_s=settings.connectors.timeout_s),
                           interval_s=c.interval_s)
 
@@ -65,7 +68,13 @@ def _bluesky(settings: Settings) -> Source:
     from stimmung.connectors.bluesky.client import JetstreamClient
 
     c = settings.connectors.bluesky
-    return JetstreamSource(JetstreamClient(c.url, c.legacy, tuple(c.collections)))
+    dictionary = None
+    if c.zstd_dictionary is not None:
+        try:
+            dictionary = Path(c.zstd_dictionary).read_bytes()
+        except OSError as err:
+            raise ConfigError(f"connectors.bluesky.zstd_dictionary: cannot read {c.zstd_dictionary}: {err.strerror}") from None
+    return JetstreamSource(JetstreamClient(c.url, c.legacy, tuple(c.collections), dictionary))
 
 
 def _x(settings: Settings) -> Source:

@@ -397,7 +397,7 @@ def import_file(obj: Context, path: Path, fmt: str | None, platform: str | None,
 @click.option("--no-resume", is_flag=True, help="Ignore the saved checkpoint (start from the configured start).")
 @click.pass_obj
 def connect(obj: Context, name: str, once: bool, no_resume: bool) -> None:
-    """Run one connector (rss, hackernews): fetch mentions, publish them to the raw topic."""
+    """Run one connector (rss, hackernews, mastodon, reddit, bluesky, x): fetch mentions, publish them to the raw topic."""
     import signal as signals
 
     from stimmung.brandquery import BrandTagger

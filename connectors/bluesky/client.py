@@ -5,7 +5,9 @@ every frame is ``{"$type": "message", "payload": {...#commit|#account|#info...}}
 ``{"$type": "error", ...}``; ``cursor`` is the last ``seq`` (inclusive). A cursor older than the
 server keeps is refused *before* the upgrade with HTTP 400 ``{"error": "CursorTooOld", ...}``.
 v1: ``/subscribe?wantedCollections=...&cursor=<unix µs>`` with ``kind``/``commit``/``time_us``.
-Both are normalised to ``Event``.
+Both are normalised to ``Event``. Given Jetstream's zstd dictionary, we ask for compressed frames
+(``compress=true`` and the ``Socket-Encoding: zstd`` header): binary frames are then zstd data
+compressed against that dictionary, text frames stay plain JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 from urllib.parse import urlencode
 
+import zstandard
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -82,10 +85,23 @@ def parse_v1(text: str) -> Event:
 
 
 class JetstreamClient:
-    def __init__(self, base_url: str, legacy: bool = False, collections: tuple[str, ...] = (POST,)):
+    def __init__(self, base_url: str, legacy: bool = False, collections: tuple[str, ...] = (POST,),
+                 zstd_dictionary: bytes | None = None):
         self.base_url = base_url.rstrip("/")
         self.legacy = legacy
         self.collections = collections
+        self._zstd = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(zstd_dictionary)) if zstd_dictionary else None
+
+    def _decode(self, message: str | bytes) -> str:
+        if isinstance(message, str):
+            return message
+        if self._zstd is not None:
+            try:
+                # frames may omit the content size: a streaming decompressor does not need it
+                return self._zstd.decompressobj().decompress(message).decode("utf-8", "replace")
+            except zstandard.ZstdError:
+                return f"<undecodable zstd frame of {len(message)} bytes>"
+        return message.decode("utf-8", "replace")
 
     def url(self, cursor: int | None) -> str:
         if self.legacy:
@@ -97,11 +113,14 @@ class JetstreamClient:
             path = "/xrpc/network.bsky.jetstream.subscribeEvents"
         if cursor is not None:
             params.append(("cursor", str(cursor)))
+        if self._zstd is not None:
+            params.append(("compress", "true"))
         return f"{self.base_url}{path}?{urlencode(params)}"
 
     async def events(self, cursor: int | None) -> AsyncIterator[Event]:
         try:
             ws = await connect(self.url(cursor), subprotocols=None if self.legacy else [SUBPROTOCOL],
+                               additional_headers={"Socket-Encoding": "zstd"} if self._zstd else None,
                                max_size=4 * 1024 * 1024, open_timeout=30)
         except InvalidStatus as err:
             body = err.response.body.decode("utf-8", "replace") if err.response.body else ""
@@ -111,7 +130,7 @@ class JetstreamClient:
         parse = parse_v1 if self.legacy else parse_v2
         async with ws:
             async for message in ws:
-                text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+                text = self._decode(message)
                 try:
                     yield parse(text)
                 except (ValueError, KeyError, TypeError):  # not JSON, or not an event we understand

@@ -117,4 +117,4 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[Row]:
                     error=f"row has {len(values)} fields, header has {len(header)}", error_type="csv",
                 )
                 continue
-            yield Row(number, raw, record=dict(zip(header, values)))
+            yield Row(number, raw, record=dict(zip(header, values, strict=False)))

@@ -1,3 +1,3 @@
-from stimmung.connectors.mastodon.source import MastodonSource
+from stimmung.connectors.mastodon.source import Instance, MastodonSource
 
-__all__ = ["MastodonSource"]
+__all__ = ["Instance", "MastodonSource"]

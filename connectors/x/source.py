@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import httpx
 
 from stimmung.connectors.base import Fetched, Rejected, Source
-from stimmung.connectors.http import PoliteClient, SourceError
+from stimmung.connectors.http import SourceError
 from stimmung.connectors.x.client import TAG_PREFIX, StreamDisconnected, StreamRefused, XStreamClient
 from stimmung.metrics import CONNECTOR_ERRORS, CONNECTOR_RATE_LIMIT_WAIT, CONNECTOR_UP
 from stimmung.retry import Backoff

@@ -128,3 +128,136 @@ def test_x_filtered_stream_rules_rate_limit_disconnects_malformed_and_backfill(s
     assert m.raw["matching_rules"] == ["Nordbahn"]
     letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 2)]
     assert sorted(letter.error_type for letter in letters) == ["invalid_line", "invalid_post"]
+
+
+# ---- Mastodon streaming API ----------------------------------------------------------------------------
+
+def test_mastodon_streaming_with_rest_catch_up_overlap_drop_and_stall(settings, tmp_path):
+    from stimmung.connectors.mastodon import Instance, MastodonSource
+
+    from .test_connectors import mastodon_instance, serve, status
+
+    ensure_topics(settings.kafka)
+    statuses = [status(n) for n in range(1, 61)]
+    rest = mastodon_instance(statuses, {"remaining": 10_000})
+    streaming = {}
+
+    def respond(handler):  # the instance announces a separate streaming host, as mastodon.social does
+        if handler.path == "/api/v2/instance":
+            return 200, json.dumps({"configuration": {"urls": {"streaming": streaming["ws"]}}}).encode(), {"Content-Type": "application/json"}
+        return rest(handler)
+
+    connections = []
+
+    def sse(event: str, data) -> bytes:
+        return f"event: {event}\ndata: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+    async def stream(request):
+        connections.append((request.path, dict(request.query), request.headers.get("Authorization")))
+        if request.headers.get("Authorization") != "Bearer tok3n":
+            return web.json_response({"error": "Error: Missing access token"}, status=401)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b":)\n\n")
+        n = len(connections)
+        if n == 1:
+            await asyncio.sleep(0.5)  # the client's REST catch-up runs meanwhile
+            for s in (status(59), status(60), status(61), status(62)):  # 59, 60: the catch-up gave them already
+                await resp.write(sse("update", s))
+            await resp.write(b":thump\n\n")
+            await resp.write(sse("status.update", status(61, "Nordbahn (bearbeitet)")))
+            await resp.write(sse("update", "{truncated"))
+            await resp.write(sse("delete", "1061"))
+            statuses.extend([status(63), status(64)])  # posted while we are about to be cut off
+            await asyncio.sleep(0.2)
+            request.transport.abort()  # dropped, no end of stream
+            return resp
+        if n == 2:
+            await asyncio.sleep(0.5)
+            await resp.write(sse("update", status(64)))  # overlap with the catch-up after the drop
+            await resp.write(sse("update", status(65)))
+            await asyncio.sleep(2.0)  # then silence: longer than stall_s, no heartbeat
+            return resp
+        await resp.write(sse("update", status(66)))
+        await resp.write_eof()
+        return resp
+
+    slept = []
+
+    async def fake_sleep(seconds):
+        slept.append(seconds)
+
+    async def scenario():
+        app = web.Application()
+        app.add_routes([web.get("/api/v1/streaming/hashtag", stream)])
+        server, base = await start(app)
+        streaming["ws"] = base.replace("http://", "ws://")
+        rest_server, rest_base = serve(respond)
+        try:
+            def source(reconnects):
+                return MastodonSource([Instance(rest_base, ["tag:nordbahn"], "tok3n", stream=True)], PoliteClient("mastodon"),
+                                      sleep=fake_sleep, max_reconnects=reconnects, stream_stall_s=1.0)
+
+            store = CheckpointStore(tmp_path / "checkpoints")
+            store.save(source(0).checkpoint_key, {f"{rest_base} tag:nordbahn": "1020"})
+            first = await runner_for(settings, source(1), tmp_path).run()
+            second = await runner_for(settings, source(0), tmp_path).run()
+            return first, second, store.load(source(0).checkpoint_key), rest_base
+        finally:
+            await server.cleanup()
+            rest_server.shutdown()
+
+    first, second, checkpoint, rest_base = asyncio.run(scenario())
+    assert [c[0] for c in connections] == ["/api/v1/streaming/hashtag"] * 3 and connections[0][1] == {"tag": "nordbahn"}
+    assert first.rejected == 1 and first.published == 45 + 1  # 21..65 once, plus the edit of 61
+    assert second.published == 1 and checkpoint == {f"{rest_base} tag:nordbahn": "1066"}
+    mentions = published(settings, 47)
+    assert {int(m.native_id.rsplit("/", 1)[1]) for m in mentions} == set(range(21, 67)), "nothing lost across drop and stall"
+    assert [m.text for m in mentions if m.native_id.endswith("/statuses/61")] == ["Nordbahn #nordbahn Beitrag 61", "Nordbahn (bearbeitet)"]
+    letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 1)]
+    assert letters[0].reason.endswith("stream event is not JSON")
+
+
+# ---- Jetstream with dictionary-compressed frames -----------------------------------------------------------
+
+def test_bluesky_jetstream_zstd_dictionary_frames(settings, tmp_path):
+    import zstandard
+    from websockets.asyncio.server import serve as ws_serve
+
+    from stimmung.config import load_settings
+    from stimmung.connectors.registry import build
+
+    from .test_connectors import jetstream_events
+
+    ensure_topics(settings.kafka)
+    events = [e for e in jetstream_events(40) if isinstance(e, dict) and e.get("operation") == "create"
+              and e["collection"] == "app.bsky.feed.post"]
+    frames = [json.dumps({"$type": "message", "payload": e}).encode() for e in events]
+    # Jetstream ships a dictionary trained on real events; we train one on ours the same way.
+    samples = [json.dumps({"$type": "message", "payload": {**e, "seq": e["seq"] + k, "rkey": f"x{k}"}}).encode()
+               for k in range(20) for e in events]
+    dictionary = zstandard.train_dictionary(8192, samples)
+    (tmp_path / "zstd_dictionary").write_bytes(dictionary.as_bytes())
+    compress = zstandard.ZstdCompressor(dict_data=dictionary, write_content_size=False)
+    requests = []
+
+    async def handler(ws):
+        requests.append((ws.request.path, ws.request.headers.get("Socket-Encoding")))
+        for f in frames:
+            await ws.send(compress.compress(f))  # binary frames
+        await ws.send(b"\x28\xb5\x2f\xfd garbage")  # a corrupt frame: dead-lettered, not fatal
+        await ws.close()
+
+    async def scenario():
+        async with ws_serve(handler, "127.0.0.1", 0, subprotocols=["xrpc.v1.json"]) as srv:
+            base = f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+            s = load_settings(connectors={"bluesky": {"url": base, "zstd_dictionary": str(tmp_path / "zstd_dictionary")}})
+            source = build("bluesky", s)
+            source.max_reconnects = 0
+            return await runner_for(settings, source, tmp_path).run()
+
+    report = asyncio.run(scenario())
+    assert "compress=true" in requests[0][0] and requests[0][1] == "zstd"
+    assert report.published == len(frames) and report.rejected == 1
+    assert {m.native_id for m in published(settings, len(frames))} == {
+        f"at://{e['did']}/app.bsky.feed.post/{e['rkey']}" for e in events}
