@@ -20,6 +20,7 @@ import faust
 
 from stimmung.brandquery import BrandTagger
 from stimmung.config import Settings
+from stimmung.kafka import faust_credentials
 from stimmung.metrics import MENTIONS_ENRICHED
 from stimmung.models import Enricher, default_enricher
 from stimmung.pipeline.enrich import InMessage, MentionEnrichment, dead_letter_bytes, enriched_bytes
@@ -45,6 +46,7 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
         web_enabled=False,
         datadir=str(pipe.data_dir),
         broker_client_id=kafka.client_id,
+        broker_credentials=faust_credentials(kafka),
     )
     processing = MentionEnrichment(enricher or default_enricher(settings), pseudonymizer_from_settings(settings),
                                    BrandTagger.from_settings(settings))

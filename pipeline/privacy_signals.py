@@ -16,6 +16,7 @@ from typing import Any, Callable
 from kafka import KafkaConsumer
 
 from stimmung.config import Settings
+from stimmung.kafka import client_config
 from stimmung.pipeline.erasure import erase
 from stimmung.pipeline.index import ensure_indices, make_client
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
@@ -52,7 +53,7 @@ class PrivacySignalWorker:
         pseudonymizer = pseudonymizer_from_settings(s)
         client = make_client(s.elasticsearch)
         ensure_indices(client, s.elasticsearch)
-        consumer = KafkaConsumer(s.kafka.topics.privacy, bootstrap_servers=s.kafka.bootstrap_list,
+        consumer = KafkaConsumer(s.kafka.topics.privacy, **client_config(s.kafka),
                                  group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                                  max_poll_records=50, max_poll_interval_ms=600_000)
         try:

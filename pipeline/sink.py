@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from stimmung.config import Settings
 from stimmung.retry import Backoff
-from stimmung.kafka import DeadLetters, make_producer
+from stimmung.kafka import DeadLetters, client_config, make_producer
 from stimmung.metrics import (
     MENTIONS_INDEXED,
     SINK_BULK_BYTES,
@@ -256,7 +256,7 @@ class ElasticsearchSink:
         dead_letters = DeadLetters(producer, s.kafka.topics.deadletter)
         consumer = KafkaConsumer(
             s.kafka.topics.enriched,
-            bootstrap_servers=s.kafka.bootstrap_list,
+            **client_config(s.kafka),
             client_id=f"{s.kafka.client_id}-sink",
             group_id=self.group_id,
             enable_auto_commit=False,

@@ -49,10 +49,34 @@ class TopicSettings(BaseModel):
     deadletter_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=60_000)
 
 
+class KafkaSecurity(BaseModel):
+    """How clients authenticate to Kafka: TLS (server CA, optional client certificate for mTLS,
+    e.g. a Strimzi TLS user) and/or SASL (SCRAM-SHA-512 is Strimzi's default, PLAIN for others)."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certificates")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (mTLS)")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (mTLS)")
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> "KafkaSecurity":
+        if self.protocol.startswith("SASL") and not self.sasl_username:
+            raise ValueError(f"{self.protocol} needs sasl_username (and sasl_password or sasl_password_file)")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
+
+
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "stimmung"
     topics: TopicSettings = TopicSettings()
+    security: KafkaSecurity = KafkaSecurity()
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -156,6 +180,9 @@ class StackSettings(BaseModel):
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     es_http_port: int = Field(9200, ge=1, le=65535)
     es_transport_port: int = Field(9300, ge=1, le=65535)
+    kafka_sasl_port: int = Field(0, ge=0, le=65535, description="Optional SASL/SCRAM-SHA-512 listener (0 = none)")
+    kafka_sasl_user: str = "stimmung"
+    kafka_sasl_password: SecretStr = Field(SecretStr("stimmung-local"), description="Local stack only")
     kafka_heap: str = "512m"
     es_heap: str = "1g"
     es_user: str = "stimmung-es"
@@ -165,6 +192,7 @@ class StackSettings(BaseModel):
     @model_validator(mode="after")
     def _distinct_ports(self) -> "StackSettings":
         ports = [self.kafka_port, self.kafka_controller_port, self.es_http_port, self.es_transport_port]
+        ports += [self.kafka_sasl_port] if self.kafka_sasl_port else []
         if len(set(ports)) != len(ports):
             raise ValueError(f"stack ports must be distinct, got {ports}")
         return self

@@ -15,12 +15,13 @@ import time
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import (KafkaConnectionError, KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError,
+                          TopicAlreadyExistsError)
 
 # kafka-python 3 reports an unreachable cluster as a bootstrap timeout or a connection error.
 _UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError)
 
-from stimmung.config import KafkaSettings
+from stimmung.config import KafkaSettings, read_secret
 from stimmung.metrics import DEAD_LETTERS
 from stimmung.schemas.deadletter import DeadLetter
 
@@ -31,21 +32,68 @@ class KafkaUnavailable(RuntimeError):
     pass
 
 
+def _unreachable(settings: KafkaSettings) -> str:
+    sec = settings.security
+    if sec.protocol.startswith("SASL"):
+        # A broker that rejects SASL credentials just closes the connection: say both.
+        return (f"no Kafka broker reachable at {settings.bootstrap_servers}, or it refused our credentials "
+                f"({sec.protocol} {sec.sasl_mechanism} as {sec.sasl_username!r})")
+    return f"no Kafka broker reachable at {settings.bootstrap_servers} (is the stack up? try `stimmung stack up`)"
+
+
+def client_config(settings: KafkaSettings) -> dict:
+    """Connection settings every kafka-python client gets: brokers plus TLS/SASL."""
+    sec = settings.security
+    config: dict = {"bootstrap_servers": settings.bootstrap_list, "security_protocol": sec.protocol}
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        config.update(ssl_check_hostname=sec.ssl_check_hostname,
+                      ssl_cafile=str(sec.ssl_cafile) if sec.ssl_cafile else None,
+                      ssl_certfile=str(sec.ssl_certfile) if sec.ssl_certfile else None,
+                      ssl_keyfile=str(sec.ssl_keyfile) if sec.ssl_keyfile else None)
+    if sec.protocol.startswith("SASL"):
+        config.update(sasl_mechanism=sec.sasl_mechanism, sasl_plain_username=sec.sasl_username,
+                      sasl_plain_password=read_secret(sec.sasl_password, sec.sasl_password_file,
+                                                      "kafka.security.sasl_password"))
+    return config
+
+
+def faust_credentials(settings: KafkaSettings):
+    """The same for Faust (aiokafka): None for PLAINTEXT, else SSL or SASL credentials."""
+    import ssl
+
+    import faust
+
+    sec = settings.security
+    if sec.protocol == "PLAINTEXT":
+        return None
+    context = None
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(sec.ssl_cafile) if sec.ssl_cafile else None)
+        context.check_hostname = sec.ssl_check_hostname
+        if sec.ssl_certfile:
+            context.load_cert_chain(str(sec.ssl_certfile), str(sec.ssl_keyfile))
+    if sec.protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = read_secret(sec.sasl_password, sec.sasl_password_file, "kafka.security.sasl_password")
+    return faust.SASLCredentials(username=sec.sasl_username, password=password, ssl_context=context,
+                                 mechanism=sec.sasl_mechanism)
+
+
 def admin_client(settings: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             return KafkaAdminClient(
-                bootstrap_servers=settings.bootstrap_list,
+                **client_config(settings),
                 client_id=f"{settings.client_id}-admin",
                 request_timeout_ms=int(min(timeout_s, 30) * 1000),
             )
+        except SaslAuthenticationFailedError as err:
+            raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} refused our SASL authentication "
+                                   f"({settings.security.sasl_mechanism} as {settings.security.sasl_username!r}): {err}") from None
         except _UNREACHABLE:
             if time.monotonic() >= deadline:
-                raise KafkaUnavailable(
-                    f"no Kafka broker reachable at {settings.bootstrap_servers} "
-                    f"(is the stack up? try `stimmung stack up`)"
-                ) from None
+                raise KafkaUnavailable(_unreachable(settings)) from None
             time.sleep(1.0)
 
 
@@ -89,7 +137,7 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]
 
 def make_producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
     config = dict(
-        bootstrap_servers=settings.bootstrap_list,
+        **client_config(settings),
         client_id=settings.client_id,
         acks="all",
         enable_idempotence=True,
@@ -102,10 +150,10 @@ def make_producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
     config.update(overrides)
     try:
         return KafkaProducer(**config)
+    except SaslAuthenticationFailedError as err:
+        raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} refused our SASL authentication: {err}") from None
     except _UNREACHABLE:
-        raise KafkaUnavailable(
-            f"no Kafka broker reachable at {settings.bootstrap_servers} (is the stack up? try `stimmung stack up`)"
-        ) from None
+        raise KafkaUnavailable(_unreachable(settings)) from None
 
 
 def confirm_sent(producer: KafkaProducer, futures: list, timeout_s: float = 60.0) -> None:

@@ -229,8 +229,12 @@ class Service:
         self.pidfile.write_text(str(proc.pid))
         self.report(f"{self.name}: started (pid {proc.pid}); waiting for health at {self.endpoint}")
         self._wait_healthy(proc.pid)
+        self.configure()
         self.report(f"{self.name}: healthy at {self.endpoint}")
         return self.status()
+
+    def configure(self) -> None:  # noqa: B027 - optional hook
+        """Runtime configuration once the service is healthy (e.g. users)."""
 
     def _wait_healthy(self, pid: int | None) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -287,7 +291,38 @@ class KafkaService(Service):
 
     @property
     def ports(self) -> list[int]:
-        return [self.settings.kafka_port, self.settings.kafka_controller_port]
+        sasl = [self.settings.kafka_sasl_port] if self.settings.kafka_sasl_port else []
+        return [self.settings.kafka_port, self.settings.kafka_controller_port, *sasl]
+
+    def _listener_config(self) -> dict[str, str]:
+        """The optional SASL listener (SCRAM-SHA-512, as Strimzi clusters use): lets clients and
+        tests exercise authenticated connections against the same broker."""
+        port = self.settings.kafka_sasl_port
+        if not port:
+            return {"extra_listeners": "", "extra_protocols": "", "sasl_config": ""}
+        return {
+            "extra_listeners": f",SASL_PLAINTEXT://127.0.0.1:{port}",
+            "extra_protocols": ",SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl_config": "sasl.enabled.mechanisms=SCRAM-SHA-512\n"
+                           "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                           "org.apache.kafka.common.security.scram.ScramLoginModule required;\n",
+        }
+
+    def configure(self) -> None:
+        if not self.settings.kafka_sasl_port:
+            return
+        from kafka import KafkaAdminClient
+        from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+        admin = KafkaAdminClient(bootstrap_servers=[self.endpoint], client_id="stimmung-stack-users")
+        try:
+            result = admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+                self.settings.kafka_sasl_user, ScramMechanism.SCRAM_SHA_512,
+                self.settings.kafka_sasl_password.get_secret_value())])
+        finally:
+            admin.close()
+        if any(result.values()):
+            raise StackError(f"kafka: creating the SCRAM user failed: {result}")
 
     @property
     def home(self) -> Path:
@@ -309,7 +344,7 @@ class KafkaService(Service):
             d.mkdir(parents=True, exist_ok=True)
         props = config / "server.properties"
         props.write_text(_template("kafka-server.properties").substitute(
-            kafka_port=s.kafka_port, controller_port=s.kafka_controller_port, data_dir=data))
+            kafka_port=s.kafka_port, controller_port=s.kafka_controller_port, data_dir=data, **self._listener_config()))
         log4j = config / "log4j2.properties"
         log4j.write_text(_template("kafka-log4j2.properties").safe_substitute(log_dir=logs))
         java = str(java_home / "bin" / "java")

@@ -24,6 +24,7 @@ PORTS = {
     "kafka_controller_port": int(os.environ.get("STIMMUNG_TEST_KAFKA_CONTROLLER_PORT", 39093)),
     "es_http_port": int(os.environ.get("STIMMUNG_TEST_ES_PORT", 39200)),
     "es_transport_port": int(os.environ.get("STIMMUNG_TEST_ES_TRANSPORT_PORT", 39300)),
+    "kafka_sasl_port": int(os.environ.get("STIMMUNG_TEST_KAFKA_SASL_PORT", 39094)),
 }
 STATE_DIR = Path(os.environ.get("STIMMUNG_TEST_STATE_DIR", "/tmp/stimmung-test/stack"))
 PSEUDONYM_KEY = "integration-test-key-0123456789"

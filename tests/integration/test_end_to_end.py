@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import pytest
+from pydantic import SecretStr
+
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stimmung.cli import run_import
+from stimmung.config import load_settings
 from stimmung.pipeline.index import INDEX_ONLY_FIELDS
 from stimmung.demo import sample_path
 from stimmung.schemas import DeadLetter, EnrichedMention, RawMention
@@ -189,3 +193,31 @@ def test_document_elasticsearch_refuses_is_dead_lettered_with_its_reason_while_b
     assert by_key["junk"].error_type == "json"
     ids = {h["_source"]["native_id"] for h in all_docs(settings)}
     assert ids == {"g1", "g2"}
+
+
+def test_pipeline_authenticates_to_kafka_with_sasl_scram(config, tmp_path, monkeypatch):
+    """Every role (Faust worker, sink, importer) over a SASL/SCRAM-SHA-512 listener, as on a
+    Strimzi cluster; a wrong password is a clear error, not a hang."""
+    from stimmung.kafka import KafkaUnavailable, ensure_topics
+
+    from .conftest import PORTS, PSEUDONYM_KEY, Roles
+
+    (tmp_path / "kafka-password").write_text("stimmung-local\n")
+    config["kafka"]["bootstrap_servers"] = f"127.0.0.1:{PORTS['kafka_sasl_port']}"
+    config["kafka"]["security"] = {"protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                                   "sasl_username": "stimmung", "sasl_password_file": str(tmp_path / "kafka-password")}
+    monkeypatch.setenv("STIMMUNG_PRIVACY__PSEUDONYM_KEY", PSEUDONYM_KEY)
+    settings = load_settings(**config)
+    roles = Roles(config, tmp_path)
+    try:
+        roles.start("worker", "sink")
+        report = run_import(settings, sample_path(), None, None, {}, resume=False, rejects=None, show_progress=False)
+        assert (report.published, report.rejected) == (SAMPLE_GOOD, SAMPLE_BAD)
+        wait_for(lambda: count(settings) >= SAMPLE_GOOD, timeout=180, check=roles.check_alive, message="indexed over SASL")
+        assert count(settings) == SAMPLE_GOOD
+    finally:
+        roles.stop()
+    wrong = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
+        "security": settings.kafka.security.model_copy(update={"sasl_password_file": None, "sasl_password": SecretStr("nope")})})})
+    with pytest.raises(KafkaUnavailable, match=r"refused our credentials \(SASL_PLAINTEXT SCRAM-SHA-512 as 'stimmung'\)"):
+        ensure_topics(wrong.kafka, timeout_s=10)

@@ -49,7 +49,8 @@ def test_a_crashed_broker_is_detected_and_restarted(local_stack, tmp_path):
     # A second, Kafka-only stack of its own, so the session stack is not disturbed.
     settings = stack_settings(tmp_path / "stack", kafka_port=PORTS["kafka_port"] + 10,
                               kafka_controller_port=PORTS["kafka_controller_port"] + 10,
-                              es_http_port=PORTS["es_http_port"] + 10, es_transport_port=PORTS["es_transport_port"] + 10)
+                              es_http_port=PORTS["es_http_port"] + 10, es_transport_port=PORTS["es_transport_port"] + 10,
+                              kafka_sasl_port=PORTS["kafka_sasl_port"] + 10)
     stack = LocalStack(settings)
     try:
         (started,) = stack.up(only=["kafka"])
