@@ -19,6 +19,7 @@ from kafka import KafkaProducer
 
 from stimmung.connectors.base import Fetched, Source
 from stimmung.connectors.checkpoints import CheckpointStore
+from stimmung.health import HEALTH, beat_forever
 from stimmung.kafka import DeadLetters, confirm_sent
 from stimmung.brandquery import BrandTagger, Target
 from stimmung.connectors.http import SourceUnavailable
@@ -94,13 +95,17 @@ class SourceRunner:
         if cursor is not None:
             log.info("resuming from checkpoint", extra={"connector": self.source.name})
         backoff = Backoff(base_s=5.0, cap_s=600.0)
+        heartbeat = asyncio.create_task(beat_forever(f"connector:{self.source.name}"))
+        HEALTH.set_ready("kafka", True, "producer connected")
         try:
             while not self._stop.is_set():
                 try:
                     cursor = await self._sweep(cursor, report)
                     backoff.reset()
+                    HEALTH.set_ready("source", True)
                     wait = self.source.poll_interval_s
                 except SourceUnavailable as err:
+                    HEALTH.set_ready("source", False, str(err)[:200])
                     if not follow:
                         raise
                     wait = backoff.next_delay()
@@ -113,6 +118,7 @@ class SourceRunner:
                 except asyncio.TimeoutError:
                     pass
         finally:
+            heartbeat.cancel()
             await self.source.close()
             report.seconds = time.monotonic() - started
         return report
@@ -154,6 +160,7 @@ class SourceRunner:
                 report.privacy_signals += 1
             return
         MENTIONS_FETCHED.labels(connector=self.source.name).inc()
+        HEALTH.set_ready("source", True)
         if item.mention is not None:
             mention = item.mention
             if self.brands is not None and not self.brands.tag(Target.of(

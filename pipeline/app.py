@@ -20,6 +20,7 @@ import faust
 
 from stimmung.brandquery import BrandTagger
 from stimmung.config import Settings
+from stimmung.health import HEALTH, beat_forever
 from stimmung.kafka import faust_credentials
 from stimmung.metrics import MENTIONS_ENRICHED
 from stimmung.models import Enricher, default_enricher
@@ -80,6 +81,12 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
                 MENTIONS_ENRICHED.labels(language=mention.language).inc()
             if letters:
                 log.warning("dead-lettered malformed raw mentions", extra={"count": len(letters)})
+
+    @app.task
+    async def health() -> None:
+        HEALTH.set_ready("worker", True, "models loaded, agent started")
+        # Beats from the event loop: stale beats mean the loop is blocked (liveness, stimmung.health).
+        await beat_forever("worker", interval_s=5.0, stale_after_s=60.0)
 
     app.stimmung_settings = settings  # for the worker command
     return app

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from kafka import KafkaConsumer
 
 from stimmung.config import Settings
+from stimmung.health import HEALTH
 from stimmung.kafka import client_config
 from stimmung.pipeline.erasure import erase
 from stimmung.pipeline.index import ensure_indices, make_client
@@ -57,7 +58,9 @@ class PrivacySignalWorker:
                                  group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                                  max_poll_records=50, max_poll_interval_ms=600_000)
         try:
+            HEALTH.set_ready("kafka", True, "consumer subscribed")
             while not self._stop.is_set() and not (until and until()):
+                HEALTH.beat("privacy-worker", 300.0)  # an erasure may take minutes on a big index
                 for records in consumer.poll(timeout_ms=500).values():
                     for record in records:
                         self.handle(client, pseudonymizer, record.value or b"")

@@ -37,6 +37,7 @@ from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from stimmung.config import Settings
+from stimmung.health import HEALTH
 from stimmung.retry import Backoff
 from stimmung.kafka import DeadLetters, client_config, make_producer
 from stimmung.metrics import (
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {429, 502, 503, 504}
 RETENTION_CHECK_S = 3600.0
+LOOP_STALE_S = 120.0  # the main loop beats at least every batch wait or retry: silence this long = stuck
 T = TypeVar("T")
 
 
@@ -156,6 +158,7 @@ class BulkWriter:
             try:
                 result = self.breaker.call(fn, *args, **kwargs)
                 SINK_UP.set(1)
+                HEALTH.set_ready("elasticsearch", True)
                 return result
             except pybreaker.CircuitBreakerError:
                 # Open: nothing was sent. Wait in short steps so stopping and polling stay prompt.
@@ -175,6 +178,7 @@ class BulkWriter:
                 reason = str(err.status_code)
                 log.warning("Elasticsearch refused the request; retrying", extra={"request": what, "status": err.status_code, "retry_in_s": round(delay, 2)})
             SINK_RETRIES.labels(reason=reason).inc()
+            HEALTH.set_ready("elasticsearch", False, reason)
             if self.should_stop():
                 raise InterruptedError("stopping while Elasticsearch is unavailable")
             (on_unavailable or self.on_unavailable)()
@@ -241,6 +245,7 @@ class ElasticsearchSink:
 
     def _keep_membership(self) -> None:
         """While Elasticsearch is down: pause fetching, but poll so the group keeps us."""
+        HEALTH.beat("sink", LOOP_STALE_S)  # waiting on purpose is not being stuck
         if self.consumer is not None:
             assigned = self.consumer.assignment()
             if assigned:
@@ -279,6 +284,7 @@ class ElasticsearchSink:
         in_flight: tuple[list[InMessage], Prepared, Future] | None = None
         try:
             while not self._stop.is_set() and not (until and until()):
+                HEALTH.beat("sink", LOOP_STALE_S)
                 if not setup.ilm and s.elasticsearch.retention_days and time.monotonic() >= next_retention:
                     writer.call("retention", enforce_retention, client, s.elasticsearch, on_unavailable=self._keep_membership)
                     next_retention = time.monotonic() + RETENTION_CHECK_S
@@ -336,6 +342,7 @@ class ElasticsearchSink:
                     indexed, refused = future.result(timeout=0.5)
                     break
                 except FutureTimeout:
+                    HEALTH.beat("sink", LOOP_STALE_S)
                     if es_down.is_set():  # the writer is waiting for Elasticsearch: keep our group seat
                         self._keep_membership()
         es_down.clear()

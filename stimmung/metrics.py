@@ -1,14 +1,21 @@
 """Prometheus metrics shared by every component (conventional names: *_total, *_seconds, *_bytes).
 
-Every component calls ``serve(settings.metrics)`` once; the port 0 default disables the HTTP
-endpoint (tests and one-shot CLI runs), while deployments set a port per role.
+Every long-running component calls ``serve(port, host)`` once; the port 0 default disables the
+HTTP endpoint (tests and one-shot CLI runs), while deployments set one. The same port answers
+``/healthz`` and ``/readyz`` (stimmung.health) for Kubernetes probes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from stimmung.health import HEALTH
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +85,29 @@ SINK_UP = Gauge("stimmung_sink_elasticsearch_up", "1 when the last bulk request 
 _served: set[int] = set()
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # probes every few seconds: not worth a log line
+        pass
+
+
+def _app():
+    metrics = make_wsgi_app()
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            ok, body = HEALTH.liveness() if path == "/healthz" else HEALTH.readiness()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [json.dumps({"ok": ok, **body}).encode()]
+        return metrics(environ, start_response)
+
+    return app
+
+
 def serve(port: int, host: str = "0.0.0.0") -> None:
-    """Expose /metrics on ``port`` (idempotent; 0 = disabled)."""
+    """Expose /metrics, /healthz and /readyz on ``port`` (idempotent; 0 = disabled)."""
     if port and port not in _served:
-        start_http_server(port, addr=host)
+        server = make_server(host, port, _app(), ThreadingWSGIServer, handler_class=_Quiet)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         _served.add(port)
-        log.info("metrics endpoint listening", extra={"port": port})
+        log.info("metrics and health endpoint listening", extra={"port": port})

@@ -21,6 +21,8 @@ import logging
 from typing import Any, Callable, Iterator
 
 from aiohttp import web
+
+from stimmung.health import HEALTH, beat_forever
 from kafka import KafkaProducer
 
 from stimmung.connectors.webhook.mapping import from_generic, from_meta
@@ -106,4 +108,13 @@ def make_app(receiver: WebhookReceiver, max_body_bytes: int = 1024 * 1024) -> we
     app.router.add_post("/webhooks/meta", receiver.meta)
     app.router.add_post("/webhooks/generic", receiver.generic)
     app.router.add_get("/healthz", receiver.health)
+
+    async def heartbeat(app: web.Application):
+        # liveness on the metrics port (stimmung.health): beats only while this event loop runs
+        task = asyncio.create_task(beat_forever("webhook"))
+        HEALTH.set_ready("kafka", True, "producer connected")
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(heartbeat)
     return app

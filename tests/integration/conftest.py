@@ -173,3 +173,16 @@ def wait_for(predicate, timeout: float = 120.0, interval: float = 0.5, check=Non
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
+
+
+def probe(port: int, path: str) -> tuple[int, dict]:
+    """GET /healthz or /readyz on a role's metrics port: (HTTP status, JSON body)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())

@@ -18,7 +18,7 @@ from stimmung.demo import sample_path
 from stimmung.schemas import DeadLetter, EnrichedMention, RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer
 
-from .conftest import PSEUDONYM_KEY, free_port, scrape, wait_for
+from .conftest import PSEUDONYM_KEY, free_port, probe, scrape, wait_for
 
 SAMPLE_GOOD = 46
 SAMPLE_BAD = 2
@@ -118,6 +118,13 @@ def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(set
     index = settings.elasticsearch.mentions_index
     assert sink[f'stimmung_mentions_indexed_total{{index="{index}"}}'] >= 2 * SAMPLE_GOOD
     assert sink["stimmung_sink_elasticsearch_up"] == 1
+    # ... and answer Kubernetes probes on the same port
+    for role in ("worker", "sink"):
+        for path in ("/healthz", "/readyz"):
+            status, body = probe(ports[role], path)
+            assert status == 200 and body["ok"], (role, path, body)
+    assert probe(ports["worker"], "/healthz")[1]["loops"]["worker"]["seconds_since_beat"] < 10
+    assert probe(ports["sink"], "/readyz")[1]["checks"]["elasticsearch"]["ok"]
 
     # Offsets: the sink committed everything it consumed, and only after indexing it.
     wait_for(lambda: _lag(settings, f"{settings.pipeline.app_id}-sink", settings.kafka.topics.enriched) == 0,

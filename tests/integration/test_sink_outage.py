@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from stimmung.kafka import ensure_topics
 from stimmung.schemas import EnrichedMention
 
-from .conftest import wait_for
+from .conftest import free_port, probe, wait_for
 from .test_end_to_end import _lag, read_topic
 
 TOTAL = 600
@@ -21,7 +21,8 @@ OUTAGE_S = 30
 
 def test_elasticsearch_down_for_30s_mid_stream_every_mention_indexed_exactly_once(settings, roles, local_stack):
     ensure_topics(settings.kafka)
-    roles.start("sink")
+    port = free_port()
+    roles.start("sink", metrics_ports={"sink": port})
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
 
     def produce() -> None:  # a steady stream of ~20 mentions/s across the outage
@@ -48,7 +49,12 @@ def test_elasticsearch_down_for_30s_mid_stream_every_mention_indexed_exactly_onc
     wait_for(lambda: indexed() >= 50, timeout=120, check=roles.check_alive, message="first mentions indexed")
     local_stack.services["elasticsearch"].stop()
     down_at = time.monotonic()
-    time.sleep(OUTAGE_S)
+    time.sleep(OUTAGE_S / 2)
+    # While Elasticsearch is away the sink is alive (waiting on purpose) but not ready.
+    assert probe(port, "/healthz")[0] == 200
+    status, body = probe(port, "/readyz")
+    assert status == 503 and not body["checks"]["elasticsearch"]["ok"], body
+    time.sleep(OUTAGE_S / 2)
     roles.check_alive()  # the sink waits; it does not crash
     local_stack.up(only=["elasticsearch"])
     outage = time.monotonic() - down_at
@@ -63,6 +69,7 @@ def test_elasticsearch_down_for_30s_mid_stream_every_mention_indexed_exactly_onc
     assert read_topic(settings, settings.kafka.topics.deadletter, 1, timeout_s=3) == []
     wait_for(lambda: _lag(settings, f"{settings.pipeline.app_id}-sink", settings.kafka.topics.enriched) == 0,
              timeout=30, message="offsets committed after catch-up")
+    assert probe(port, "/readyz")[0] == 200
     log = (roles.tmp_path / "sink.log").read_text(errors="replace")
     assert "Elasticsearch unavailable" in log
     # the circuit breaker opened during the outage and closed after a successful trial
