@@ -242,3 +242,51 @@ def test_a_privacy_signal_from_a_source_erases_that_authors_mentions(settings):
     gone = Pseudonymizer(PSEUDONYM_KEY).pseudonym("bluesky", "did:plc:gone")
     record = client.get(index=settings.elasticsearch.erasures_index, id=gone)["_source"]
     assert record["reason"] == "account deleted" and record["requested_by"] == "bluesky:account-event"
+
+
+def test_setup_command_prepares_topics_templates_and_kibana_idempotently(settings, config, tmp_path):
+    """What the Helm hook Job runs: safe to run on every install and upgrade."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from stimmung.kafka import admin_client
+
+    imported = []
+
+    class Kibana(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            imported.append((self.path, body.count(b'"type"')))
+            data = json.dumps({"success": True, "successCount": 14}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Kibana)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config_file = tmp_path / "settings.yaml"
+    config_file.write_text(yaml.safe_dump({**config, "kibana": {"url": f"http://127.0.0.1:{server.server_address[1]}"}}))
+    first = _cli(config_file, "setup")
+    assert first.returncode == 0, first.stderr
+    assert "5 topics created" in first.stderr and "templates v" in first.stderr and "saved objects imported" in first.stderr
+    second = _cli(config_file, "setup", "--no-kibana")
+    assert second.returncode == 0 and "all existed" in second.stderr, second.stderr
+    assert len(imported) == 1 and imported[0][0] == "/api/saved_objects/_import?overwrite=true"
+    server.shutdown()
+    admin = admin_client(settings.kafka)
+    topics = settings.kafka.topics
+    assert {topics.raw, topics.enriched, topics.deadletter, topics.alerts, topics.privacy} <= set(admin.list_topics())
+    admin.close()
+    client = Elasticsearch(settings.elasticsearch.url)
+    from stimmung.pipeline.index import IndexLayout
+
+    assert client.indices.exists_index_template(name=IndexLayout.from_settings(settings.elasticsearch).template)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**config, "elasticsearch": {**config["elasticsearch"], "url": "http://127.0.0.1:9"}}))
+    failed = _cli(bad, "setup", "--wait", "3")
+    assert failed.returncode == 1 and "not reachable at http://127.0.0.1:9" in failed.stderr
