@@ -515,11 +515,14 @@ def privacy_worker(obj: Context) -> None:
     import signal as signals
 
     from stimmung.metrics import serve
+    from stimmung.lag import LagReporter
     from stimmung.pipeline.privacy_signals import PrivacySignalWorker
 
     s = obj.settings
     serve(s.metrics.port, s.metrics.host)
     worker_ = PrivacySignalWorker(s)
+    if s.metrics.port:
+        LagReporter(s.kafka, worker_.group_id, [s.kafka.topics.privacy]).start()
     signals.signal(signals.SIGTERM, worker_.stop)
     signals.signal(signals.SIGINT, worker_.stop)
     worker_.run()
@@ -534,6 +537,7 @@ def worker(obj: Context) -> None:
     from stimmung.kafka import ensure_topics
     from stimmung.logs import logging_config
     from stimmung.metrics import serve
+    from stimmung.lag import LagReporter
     from stimmung.pipeline.app import build_app
     from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
@@ -541,6 +545,8 @@ def worker(obj: Context) -> None:
     pseudonymizer_from_settings(s)  # fail fast, before Kafka, when the key is missing
     ensure_topics(s.kafka)
     serve(s.metrics.port, s.metrics.host)
+    if s.metrics.port:
+        LagReporter(s.kafka, s.pipeline.app_id, [s.kafka.topics.raw]).start()
     app = build_app(s)
     faust.Worker(app, loglevel=s.log_level.lower(),
                  logging_config=logging_config(s.log_level, s.log_format)).execute_from_commandline()
@@ -552,12 +558,15 @@ def sink(obj: Context) -> None:
     """Run the Elasticsearch sink (enriched -> index)."""
     from stimmung.kafka import ensure_topics
     from stimmung.metrics import serve
+    from stimmung.lag import LagReporter
     from stimmung.pipeline.sink import ElasticsearchSink, install_signal_handlers
 
     s = obj.settings
     ensure_topics(s.kafka)
     serve(s.metrics.port, s.metrics.host)
     runner = ElasticsearchSink(s)
+    if s.metrics.port:
+        LagReporter(s.kafka, runner.group_id, [s.kafka.topics.enriched]).start()
     install_signal_handlers(runner)
     runner.run()
 

@@ -80,6 +80,9 @@ SINK_CIRCUIT_OPENED = Counter(
 ERASURES = Counter(
     "stimmung_erasures_total", "Authors erased from Elasticsearch on request"
 )
+CONSUMER_LAG = Gauge(
+    "stimmung_consumer_lag_messages", "Messages a consumer group has not committed yet, per topic", ["group", "topic"]
+)
 SINK_UP = Gauge("stimmung_sink_elasticsearch_up", "1 when the last bulk request reached Elasticsearch")
 
 _served: set[int] = set()

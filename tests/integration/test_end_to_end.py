@@ -125,6 +125,12 @@ def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(set
             assert status == 200 and body["ok"], (role, path, body)
     assert probe(ports["worker"], "/healthz")[1]["loops"]["worker"]["seconds_since_beat"] < 10
     assert probe(ports["sink"], "/readyz")[1]["checks"]["elasticsearch"]["ok"]
+    # consumer lag of both groups, measured from Kafka's committed offsets
+    group = settings.pipeline.app_id
+    wait_for(lambda: scrape(ports["sink"]).get(
+        f'stimmung_consumer_lag_messages{{group="{group}-sink",topic="{settings.kafka.topics.enriched}"}}') == 0,
+        timeout=60, message="sink lag reported as 0 after the catch-up")
+    assert f'stimmung_consumer_lag_messages{{group="{group}",topic="{settings.kafka.topics.raw}"}}' in scrape(ports["worker"])
 
     # Offsets: the sink committed everything it consumed, and only after indexing it.
     wait_for(lambda: _lag(settings, f"{settings.pipeline.app_id}-sink", settings.kafka.topics.enriched) == 0,
@@ -228,3 +234,24 @@ def test_pipeline_authenticates_to_kafka_with_sasl_scram(config, tmp_path, monke
         "security": settings.kafka.security.model_copy(update={"sasl_password_file": None, "sasl_password": SecretStr("nope")})})})
     with pytest.raises(KafkaUnavailable, match=r"refused our credentials \(SASL_PLAINTEXT SCRAM-SHA-512 as 'stimmung'\)"):
         ensure_topics(wrong.kafka, timeout_s=10)
+
+
+def test_consumer_lag_is_measured_from_committed_offsets(settings):
+    from kafka.structs import OffsetAndMetadata
+
+    from stimmung.kafka import ensure_topics
+    from stimmung.lag import measure_lag
+
+    ensure_topics(settings.kafka)
+    topic = settings.kafka.topics.raw
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    for n in range(10):
+        producer.send(topic, key=b"k", value=str(n).encode(), partition=0)
+    producer.flush()
+    producer.close()
+    group = f"{settings.pipeline.app_id}-lagtest"
+    assert measure_lag(settings.kafka, group, [topic]) == {topic: 10}, "no commit yet: everything is behind"
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_list, group_id=group, enable_auto_commit=False)
+    consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(4, "", -1)})
+    consumer.close()
+    assert measure_lag(settings.kafka, group, [topic]) == {topic: 6}
