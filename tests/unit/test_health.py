@@ -44,6 +44,8 @@ def test_metrics_port_answers_probes_and_metrics():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     serve(port, "127.0.0.1")
+    HEALTH.checks.clear()  # the process-wide registry: other tests in this process may have used it
+    HEALTH.beats.clear()
     HEALTH.beat("unit", stale_after_s=60)
     HEALTH.set_ready("unit", False, "warming up")
     assert get(port, "/readyz")[0] == 503
