@@ -132,9 +132,17 @@ class SpikeDetector:
         mu = self.expected(state, window_start)
         recent = (state["recent"] + [count])[-HISTORY:]
         recent_mu = (state["recent_expected"] + [mu])[-HISTORY:]
+        incident = state["incident"]
+        # An open incident is judged on the scales up to the one it was reported on (at least
+        # 15 minutes): a short spike resolves when the recent windows are calm, not an hour
+        # later when the 60-min sum forgets it.
+        # Outside an incident, rolling sums reach back only to the end of the last one: its
+        # windows must not make a second alert once the cooldown is over.
+        calm = state.get("calm", HISTORY) + 1
+        scales = [s for s in SCALES if (s <= max(incident["reported_scale"], SCALES[1]) if incident else s <= calm)]
         best_p, best_scale, best_x, best_mu = 1.0, 1, count, mu
         warmed = state["seen"] >= c.warmup_windows
-        for scale in SCALES:
+        for scale in scales:
             if len(recent) < scale:
                 break
             x, m = sum(recent[-scale:]), sum(recent_mu[-scale:])
@@ -143,7 +151,6 @@ class SpikeDetector:
                 best_p, best_scale, best_x, best_mu = p, scale, x, m
         significant = warmed and best_p < c.alpha
         verdict = Verdict(None, best_x, best_mu, best_p, best_scale)
-        incident = state["incident"]
         window_end = window_start + c.window_s
         if significant:
             ratio = best_x / max(best_mu, 1e-9)
@@ -183,6 +190,7 @@ class SpikeDetector:
         if (state["incident"] is None and verdict.event != "resolved") or long_incident:
             self._learn(state, window_start, count, mu)
         state["seen"] += 1
+        state["calm"] = 0 if verdict.event == "resolved" else calm
         state["recent"], state["recent_expected"] = recent, recent_mu
         return verdict
 
