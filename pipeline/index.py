@@ -346,10 +346,12 @@ def alerts_mapping() -> dict[str, Any]:
         "dynamic": "strict",
         "properties": {
             "@timestamp": date_, "schema_version": {"type": "short"},
-            "alert_id": keyword, "status": keyword, "severity": keyword, "brand": keyword, "topic": keyword,
-            "window_start": date_, "window_end": date_, "observed": count,
+            "alert_id": keyword, "event_id": keyword, "event": keyword, "status": keyword, "severity": keyword,
+            "series": keyword, "brand": keyword, "topic": keyword, "sentiment": keyword,
+            "window_start": date_, "window_end": date_, "incident_started": date_, "observed": count,
             "expected": {"type": "double"}, "p_value": {"type": "double"},
             "sentiment_mix": {"properties": {"negative": count, "neutral": count, "positive": count}},
+            "platform_mix": {"type": "object", "dynamic": True},  # platform -> count (a small, open set)
             "samples": {"properties": {"mention_id": keyword, "excerpt": {"type": "text"}, "platform": keyword,
                                        "url": {"type": "keyword", "index": False}}},
             "kibana_url": {"type": "keyword", "index": False},

@@ -21,17 +21,23 @@ class Alert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
-    alert_id: str = Field(description="Dedupe key: same spike episode, same id")
+    alert_id: str = Field(description="Dedupe key: same spike episode (incident), same id")
+    event_id: str = Field("", description="This event of the incident (alert id + event + window): the document id")
+    event: Literal["fired", "escalated", "updated", "resolved"] = "fired"
     status: Literal["firing", "resolved"]
     severity: Literal["info", "warning", "critical"]
+    series: str = Field("", description="The count series, e.g. 'brand=Nordbahn|topic=delivery|sentiment=negative'")
     brand: str
     topic: str | None = None
-    window_start: AwareDatetime
+    sentiment: Sentiment | None = None
+    window_start: AwareDatetime = Field(description="Start of the span tested (one window or a rolling sum)")
     window_end: AwareDatetime
+    incident_started: AwareDatetime | None = None
     observed: int = Field(ge=0)
     expected: float = Field(ge=0)
     p_value: float = Field(ge=0, le=1, description="Chance of seeing >= observed if nothing changed")
     sentiment_mix: dict[Sentiment, int] = Field(default_factory=dict)
+    platform_mix: dict[str, int] = Field(default_factory=dict)
     samples: list[AlertSample] = Field(default_factory=list)
     kibana_url: str | None = None
     created_at: AwareDatetime = Field(default_factory=utcnow)

@@ -552,6 +552,28 @@ def worker(obj: Context) -> None:
                  logging_config=logging_config(s.log_level, s.log_format)).execute_from_commandline()
 
 
+@main.command("alerting")
+@click.pass_obj
+def alerting(obj: Context) -> None:
+    """Run complaint-spike alerting (enriched -> windowed counts -> detector -> alerts -> deliveries)."""
+    import faust
+
+    from stimmung.kafka import ensure_topics
+    from stimmung.lag import LagReporter
+    from stimmung.logs import logging_config
+    from stimmung.metrics import serve
+    from stimmung.pipeline.alerting import build_alerting_app
+
+    s = obj.settings
+    ensure_topics(s.kafka)
+    serve(s.metrics.port, s.metrics.host)
+    if s.metrics.port:
+        LagReporter(s.kafka, f"{s.pipeline.app_id}-alerting", [s.kafka.topics.enriched]).start()
+    app = build_alerting_app(s)
+    faust.Worker(app, loglevel=s.log_level.lower(),
+                 logging_config=logging_config(s.log_level, s.log_format)).execute_from_commandline()
+
+
 @main.command("sink")
 @click.pass_obj
 def sink(obj: Context) -> None:

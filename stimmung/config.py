@@ -147,6 +147,77 @@ class PipelineSettings(BaseModel):
     data_dir: Path = Path("/tmp/stimmung-faust")
 
 
+class SeriesSettings(BaseModel):
+    """One family of count series the spike detector watches: per brand, optionally split by
+    topic or platform, optionally only one sentiment or one topic."""
+
+    split_by: list[Literal["topic", "platform"]] = Field(default_factory=list, description="Besides the brand")
+    sentiment: Literal["negative", "neutral", "positive"] | None = "negative"
+    topic: str | None = Field(None, description="Only mentions with this topic label (e.g. complaint)")
+
+
+class DetectorSettings(BaseModel):
+    """Explicit detector parameters; unset ones come from the sensitivity preset."""
+
+    alpha: float | None = Field(None, gt=0, lt=1)
+    min_count: int | None = Field(None, ge=1)
+    min_ratio: float | None = Field(None, ge=1)
+    critical_ratio: float | None = Field(None, ge=1)
+    warmup_windows: int | None = Field(None, ge=1)
+    resolve_windows: int | None = Field(None, ge=1)
+    cooldown_s: float | None = Field(None, ge=0)
+    escalate_factor: float | None = Field(None, gt=1)
+    max_incident_s: float | None = Field(None, gt=0)
+
+
+class ChannelSettings(BaseModel):
+    """Where alerts can go. Secrets (URLs with tokens, routing keys, HMAC secrets) from files or env."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["alertmanager", "slack", "teams", "pagerduty", "webhook"]
+    url: str | None = Field(None, description="Alertmanager base URL, or a webhook URL without secrets in it")
+    url_file: Path | None = Field(None, description="Slack/Teams incoming-webhook URLs carry their token: keep them in a file")
+    routing_key: SecretStr | None = None
+    routing_key_file: Path | None = Field(None, description="PagerDuty Events API v2 integration key")
+    secret: SecretStr | None = None
+    secret_file: Path | None = Field(None, description="HMAC-SHA256 key for the generic webhook's signature header")
+    timeout_s: float = Field(10.0, gt=0)
+    max_attempts: int = Field(6, ge=1)
+    notify_updates: bool = Field(False, description="Also send 'updated' events (Alertmanager always gets them)")
+
+
+class RouteSettings(BaseModel):
+    """Alerts matching every given condition go to ``channels``; the first matching route wins
+    unless ``continue_matching`` is set."""
+
+    brands: list[str] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list)
+    severities: list[Literal["warning", "critical"]] = Field(default_factory=list)
+    channels: list[str] = Field(min_length=1)
+    continue_matching: bool = False
+
+
+class AlertingSettings(BaseModel):
+    window_s: int = Field(300, ge=1, description="Tumbling window of the counts (event time: the mention's creation)")
+    lateness_s: float = Field(120.0, ge=0, description="Allowed lateness: a window closes this long after its end")
+    tick_s: float = Field(10.0, gt=0, description="How often windows are checked for closing")
+    sensitivity: Literal["low", "medium", "high"] = "medium"
+    detector: DetectorSettings = DetectorSettings()
+    series: list[SeriesSettings] = Field(default_factory=lambda: [SeriesSettings(), SeriesSettings(split_by=["topic"])])
+    samples: int = Field(3, ge=0, le=20, description="Sample mentions per alert")
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    routes: list[RouteSettings] = Field(default_factory=list, description="Empty: every alert to every channel")
+
+    @model_validator(mode="after")
+    def _routes_name_channels(self) -> "AlertingSettings":
+        names = {c.name for c in self.channels}
+        for n, route in enumerate(self.routes):
+            unknown = set(route.channels) - names
+            if unknown:
+                raise ValueError(f"routes[{n}]: unknown channels {sorted(unknown)}")
+        return self
+
+
 class ModelSettings(BaseModel):
     """Which models enrich mentions. The offline default needs no network."""
 
@@ -367,6 +438,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     importer: ImportSettings = ImportSettings()
     connectors: ConnectorSettings = ConnectorSettings()
+    alerting: AlertingSettings = AlertingSettings()
     brands: list[BrandSettings] = Field(default_factory=list, description="Brands to tag mentions with (and to filter sources by)")
 
     @classmethod

@@ -83,6 +83,22 @@ ERASURES = Counter(
 CONSUMER_LAG = Gauge(
     "stimmung_consumer_lag_messages", "Messages a consumer group has not committed yet, per topic", ["group", "topic"]
 )
+ALERTS = Counter(
+    "stimmung_alerts_total", "Complaint-spike alert events (fired, escalated, updated, resolved)", ["event", "severity"]
+)
+ALERT_DELIVERIES = Counter(
+    "stimmung_alert_deliveries_total", "Alert deliveries by channel and outcome (delivered, failed)", ["channel", "type", "outcome"]
+)
+ALERT_DELIVERY_SECONDS = Histogram(
+    "stimmung_alert_delivery_duration_seconds", "Time to deliver an alert, retries included", ["type"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+ALERT_WINDOWS_CLOSED = Counter(
+    "stimmung_alert_windows_closed_total", "Count windows closed and judged by the spike detector"
+)
+LATE_MENTIONS = Counter(
+    "stimmung_late_mentions_total", "Mentions that arrived after their window had closed (not counted)"
+)
 SINK_UP = Gauge("stimmung_sink_elasticsearch_up", "1 when the last bulk request reached Elasticsearch")
 
 _served: set[int] = set()

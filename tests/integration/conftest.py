@@ -129,8 +129,8 @@ def roles(config, tmp_path, request):
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     r.stop()
     if failed:
-        for role in ("worker", "sink"):
-            print(f"----- {role} log -----\n{r.log(role)}", file=sys.stderr)
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"----- {log.stem} log -----\n{r.log(log.stem)}", file=sys.stderr)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
