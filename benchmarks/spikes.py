@@ -124,7 +124,9 @@ def evaluate(name: str, detect, series: list[tuple[float, np.ndarray, list[Spike
         delays += d
     weeks = days / 7 * len(series)
     target = [h for (size, _), hits in found_all.items() if size >= 3 for h in hits]
+    busy = [h for v, hits in by_volume.items() if v >= 2 for h in hits]
     return {"name": name, "found": found_all, "by_volume": by_volume, "recall_target": sum(target) / len(target),
+            "recall_busy": sum(busy) / len(busy),
             "false_per_brand_week": false_alerts / weeks, "false_by_volume": false_by_volume, "weeks_per_brand": days / 7,
             "delay_p50": float(np.median(delays)) if delays else float("nan"),
             "delay_p90": float(np.percentile(delays, 90)) if delays else float("nan"),
@@ -134,7 +136,7 @@ def evaluate(name: str, detect, series: list[tuple[float, np.ndarray, list[Spike
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--days", type=int, default=37, help="7 of them are the detector's warm-up")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--sensitivity", default="medium", choices=["low", "medium", "high"])
     args = ap.parse_args()
@@ -151,10 +153,11 @@ def main() -> None:
     print(f"Machine: {platform.machine()}, Python {platform.python_version()}. Simulated {args.days} days × "
           f"{len(VOLUMES)} brands ({min(VOLUMES)}–{max(VOLUMES)} complaints per 5-min window on average), "
           f"{n_spikes} injected spikes, seed {args.seed}.\n")
-    print("| detector | recall, spikes ≥ 3× ≥ 15 min | false alerts per brand per week | delay p50 / p90 (windows) | detected within one window |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| detector | recall, spikes ≥ 3× ≥ 15 min | same, brands ≥ 2 per window | false alerts per brand per week | "
+          "delay p50 / p90 (windows) | detected within one window |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['name']} | {r['recall_target']:.3f} | {r['false_per_brand_week']:.2f} | "
+        print(f"| {r['name']} | {r['recall_target']:.3f} | {r['recall_busy']:.3f} | {r['false_per_brand_week']:.2f} | "
               f"{r['delay_p50']:.0f} / {r['delay_p90']:.0f} | {r['within_one_window']:.2f} |")
     for r in results:
         print(f"\nRecall by spike size × duration — {r['name']}:\n")

@@ -86,7 +86,7 @@ def test_prometheus_scrapes_every_role_and_loads_the_shipped_rules(promtool):
 def test_prometheus_rules_check_and_their_unit_tests_pass(promtool):
     rules = ROOT / "deploy" / "prometheus" / "stimmung-rules.yaml"
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
-    assert checked.returncode == 0 and "6 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "7 rules found" in checked.stdout, checked.stdout + checked.stderr
     tested = subprocess.run([promtool, "test", "rules", "stimmung-rules.test.yaml"], cwd=ROOT / "tests" / "prometheus",
                             capture_output=True, text=True)
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
@@ -118,3 +118,24 @@ def test_deploy_readme_documents_every_values_section():
         assert f"`{section}" in readme, section
     assert all(Path(ROOT, "deploy", p).exists() for p in re.findall(r"\]\((?!http)([^)#]+)\)", readme)), "broken relative links"
     assert values["privacy"]["pseudonymKeySecret"]["name"]
+
+
+def test_grafana_dashboard_queries_only_metrics_that_exist():
+    import json
+
+    from prometheus_client import REGISTRY
+
+    import stimmung.metrics  # noqa: F401 - registers every Stimmung metric
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""], "summary": ["_sum", "_count"]}
+    known = {f"{m.name}{suffix}" for m in REGISTRY.collect() for suffix in suffixes.get(m.type, [""])}
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "stimmung-dashboard.json").read_text())
+    assert dashboard["uid"] and dashboard["__inputs"][0]["type"] == "datasource"
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}" and panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used |= set(re.findall(r"stimmung_[a-z_]+", target["expr"]))
+    unknown = used - known
+    assert not unknown, unknown
+    assert {"stimmung_consumer_lag_messages", "stimmung_alerts_total", "stimmung_dead_letters_total"} <= used

@@ -45,7 +45,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- with .Values.elasticsearch.caSecret }}{{ if .name }}{{ $_ := set $refs "elasticsearch-ca.crt" . }}{{ end }}{{ end -}}
 {{- with .Values.kibana.passwordSecret }}{{ if .name }}{{ $_ := set $refs "kibana-password" . }}{{ end }}{{ end -}}
 {{- with .Values.kibana.apiKeySecret }}{{ if .name }}{{ $_ := set $refs "kibana-api-key" . }}{{ end }}{{ end -}}
-{{- range $purpose, $ref := .Values.connectorSecrets }}{{ if $ref.name }}{{ $_ := set $refs $purpose $ref }}{{ end }}{{ end -}}
+{{- range $purpose, $ref := .Values.secretFiles }}{{ if $ref.name }}{{ $_ := set $refs $purpose $ref }}{{ end }}{{ end -}}
 {{- toYaml $refs -}}
 {{- end -}}
 
