@@ -189,7 +189,7 @@ def test_every_secret_file_the_settings_name_is_mounted(rendered, tmp_path):
 
     wanted = set(files(raw))
     assert wanted, "at least the pseudonymisation key"
-    for doc, pod, c in _containers(docs):
+    for doc, pod, _ in _containers(docs):
         volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
         mounted = {f"/etc/stimmung/secrets/{item['path']}" for src in volume["projected"]["sources"] for item in src["secret"]["items"]}
         assert wanted <= mounted, (doc["metadata"]["name"], wanted - mounted)
