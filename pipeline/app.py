@@ -13,6 +13,7 @@ the unacknowledged batch; mention ids make the repeats harmless.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,7 +25,10 @@ from stimmung.health import HEALTH, beat_forever
 from stimmung.kafka import faust_credentials
 from stimmung.metrics import MENTIONS_ENRICHED
 from stimmung.models import Enricher, default_enricher
+from stimmung.pipeline.consent import consent_value
 from stimmung.pipeline.enrich import InMessage, MentionEnrichment, dead_letter_bytes, enriched_bytes
+from stimmung.pipeline.influence import influence_score, update_author
+from stimmung.pipeline.views import CompactedView
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,27 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
     # One thread: the models are not re-entrant and torch uses its own intra-op threads anyway.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich")
 
+    # Consent and influence: compacted topics every worker reads whole (pipeline/views.py).
+    consents = CompactedView(kafka, topics.consent).start()
+    authors = CompactedView(kafka, topics.influence).start()
+    influence_topic = app.topic(topics.influence, key_type=bytes, value_type=bytes)
+    crm = settings.crm
+
+    def link_and_weigh(mention) -> bytes | None:
+        """Consent-gated CRM link and the influence score; returns the author's new state."""
+        if mention.author is None:
+            return None
+        key = mention.author.pseudonym.encode()
+        # No consent record, or one without the linking purpose: the author stays a pseudonym.
+        mention.author.contact_id = consent_value(consents.get(key), crm.linking_purpose)
+        e = mention.engagement
+        state = update_author(json.loads(authors.get(key) or b"null"), mention.author.follower_count,
+                              e.likes + 2 * e.shares + e.replies, crm.influence)
+        value = json.dumps(state).encode()
+        authors.put_local(key, value)
+        mention.author.influence = influence_score(mention.platform, state["followers"], state["engagement"], crm.influence)
+        return value
+
     raw_topic = app.topic(topics.raw, value_type=bytes, key_type=bytes, allow_empty=True)
     enriched_topic = app.topic(topics.enriched, value_type=bytes, key_type=bytes)
     deadletter_topic = app.topic(topics.deadletter, value_type=bytes, key_type=bytes)
@@ -69,6 +94,10 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
             ]
             enriched, letters = await loop.run_in_executor(executor, processing.process, messages)
             sends = []
+            for mention in enriched:
+                state = link_and_weigh(mention)
+                if state is not None:
+                    sends.append(await influence_topic.send(key=mention.author.pseudonym.encode(), value=state, force=True))
             for mention in enriched:
                 sends.append(await enriched_topic.send(
                     key=mention.mention_id.encode(), value=enriched_bytes(mention), force=True))

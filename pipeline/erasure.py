@@ -23,6 +23,7 @@ from stimmung.schemas.erasure import ErasureRecord
 log = logging.getLogger(__name__)
 
 AUTHOR_FIELD = "author.pseudonym"
+CASE_AUTHOR_FIELD = "author_pseudonym"
 
 
 def _missing_api(err: ApiError) -> bool:
@@ -31,9 +32,9 @@ def _missing_api(err: ApiError) -> bool:
     return err.status_code in (400, 404, 405, 410) and ("no handler" in text or "incorrect http method" in text)
 
 
-def delete_mentions_of(client: Elasticsearch, index: str, pseudonyms: list[str]) -> tuple[int, str]:
-    """Delete every mention by these pseudonyms; returns (deleted, method)."""
-    query = {"terms": {AUTHOR_FIELD: pseudonyms}}
+def delete_mentions_of(client: Elasticsearch, index: str, pseudonyms: list[str], field: str = AUTHOR_FIELD) -> tuple[int, str]:
+    """Delete every document by these pseudonyms (mentions, or cases with ``field``); returns (deleted, method)."""
+    query = {"terms": {field: pseudonyms}}
     try:
         resp = client.delete_by_query(index=index, query=query, refresh=True, conflicts="proceed",
                                       wait_for_completion=True, ignore_unavailable=True)
@@ -81,6 +82,10 @@ def erase(client: Elasticsearch, settings: ElasticsearchSettings, pseudonyms: di
     sleep(settings.erasure_refresh_s + 1.0 if sweep_after_s is None else sweep_after_s)
     more, _ = delete_mentions_of(client, settings.mentions_index, names)
     deleted += more
+    # Their cases go too (they quote the mentions); consent links are removed by the caller
+    # (ConsentService.erase), which also needs Kafka.
+    cases, _ = delete_mentions_of(client, settings.cases_index, names, field=CASE_AUTHOR_FIELD)
+    deleted += cases
     for record in records:
         record.deleted = deleted  # documents removed by this request (all its pseudonyms)
     _write_records(client, settings.erasures_index, records)

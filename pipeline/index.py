@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # Bump whenever mentions_mapping() or the index settings change (tests/unit/test_index.py pins
 # the mapping's fingerprint to this number, so a change cannot slip through unversioned).
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 LANGUAGE_FIELDS = {"de": ("text_de", "german"), "en": ("text_en", "english")}
 
 def make_client(settings: ElasticsearchSettings) -> Elasticsearch:
@@ -127,7 +127,8 @@ def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
         "reply_to_id": keyword,
         "thread_id": keyword,
         "engagement": {"properties": {"likes": count, "shares": count, "replies": count, "views": count}},
-        "author": {"properties": {"pseudonym": keyword, "follower_count": count}},
+        "author": {"properties": {"pseudonym": keyword, "follower_count": count, "contact_id": keyword,
+                                  "influence": {"type": "float"}}},
         "language": keyword,
         "language_confidence": {"type": "float"},
         "language_source": keyword,
@@ -287,6 +288,9 @@ def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings) -> In
         meta=meta,
     )
     _ensure_plain_index(client, settings.alerts_index, alerts_mapping(), settings.replicas)
+    _ensure_plain_index(client, settings.consents_index, consents_mapping(), settings.replicas)
+    _ensure_plain_index(client, settings.consent_audit_index, consent_audit_mapping(), settings.replicas)
+    _ensure_plain_index(client, settings.cases_index, cases_mapping(), settings.replicas)
     _ensure_plain_index(client, settings.erasures_index, erasures_mapping(), settings.replicas)
     return IndexSetup(caps, ilm, layout)
 
@@ -358,6 +362,35 @@ def alerts_mapping() -> dict[str, Any]:
             "created_at": date_,
         },
     }
+
+
+def consents_mapping() -> dict[str, Any]:
+    keyword = {"type": "keyword"}
+    return {"dynamic": "strict", "properties": {
+        "schema_version": {"type": "short"}, "pseudonym": keyword, "platform": keyword, "contact_id": keyword,
+        "purposes": keyword, "status": keyword, "at": {"type": "date"}, "source": keyword, "evidence": {"type": "text"}}}
+
+
+def consent_audit_mapping() -> dict[str, Any]:
+    mapping = consents_mapping()
+    mapping["properties"].update({"action": {"type": "keyword"}, "unlinked_documents": {"type": "long"}})
+    del mapping["properties"]["status"]
+    return mapping
+
+
+def cases_mapping() -> dict[str, Any]:
+    keyword, date_ = {"type": "keyword"}, {"type": "date"}
+    return {"dynamic": "strict", "properties": {
+        "schema_version": {"type": "short"}, "case_id": keyword, "queue": keyword, "priority": keyword, "route": keyword,
+        "state": keyword, "assignee": keyword, "brand": keyword, "topics": keyword, "sentiment": keyword,
+        "language": keyword, "platform": keyword, "author_pseudonym": keyword, "contact_id": keyword,
+        "influence": {"type": "float"}, "thread_id": keyword, "title": {"type": "text"},
+        "mention_ids": keyword, "mention_count": {"type": "integer"},
+        "created_at": date_, "updated_at": date_, "claimed_at": date_, "first_response_at": date_, "resolved_at": date_,
+        "first_response_due": date_, "resolution_due": date_, "sla_breached": keyword,
+        "first_response_s": {"type": "double"}, "resolution_s": {"type": "double"},
+        "replies": {"properties": {"by": keyword, "at": date_, "text": {"type": "text"}}},
+        "url": {"type": "keyword", "index": False}}}
 
 
 def erasures_mapping() -> dict[str, Any]:

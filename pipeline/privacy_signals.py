@@ -18,6 +18,7 @@ from kafka import KafkaConsumer
 from stimmung.config import Settings
 from stimmung.health import HEALTH
 from stimmung.kafka import client_config
+from stimmung.pipeline.consent import ConsentService
 from stimmung.pipeline.erasure import erase
 from stimmung.pipeline.index import ensure_indices, make_client
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
@@ -46,6 +47,7 @@ class PrivacySignalWorker:
         pseudonym = pseudonymizer.pseudonym(platform, handle)
         result = erase(client, self.settings.elasticsearch, {pseudonym: platform}, reason=f"account {status}",
                        requested_by=f"{platform}:account-event", sweep_after_s=self.sweep_after_s)
+        ConsentService(self.settings, client).erase(pseudonym, platform, f"{platform}:account-event")
         self.erased += 1
         log.info("erased after privacy signal", extra={"pseudonym": pseudonym, "status": status, "deleted": result.deleted})
 

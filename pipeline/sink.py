@@ -51,6 +51,7 @@ from stimmung.metrics import (
     SINK_UP,
 )
 from stimmung.pipeline.enrich import InMessage
+from stimmung.pipeline.consent import LinkedAuthors
 from stimmung.pipeline.erasure import ErasureList
 from stimmung.pipeline.index import IndexLayout, enforce_retention, ensure_indices, ensure_period_index, make_client, to_document
 from stimmung.schemas.deadletter import DeadLetter
@@ -81,8 +82,9 @@ class Prepared:
 
 
 def prepare(messages: list[InMessage], layout: IndexLayout, erased: frozenset[str] = frozenset(),
-            not_before: datetime | None = None) -> Prepared:
-    """Parse a batch into documents; malformed -> dead letters; erased/expired -> skipped."""
+            not_before: datetime | None = None, linked: dict[str, str] | None = None) -> Prepared:
+    """Parse a batch into documents; malformed -> dead letters; erased/expired -> skipped;
+    a CRM link whose consent is gone (``linked``: pseudonym -> contact id) is dropped."""
     out = Prepared([], [], {})
     for msg in messages:
         try:
@@ -95,6 +97,11 @@ def prepare(messages: list[InMessage], layout: IndexLayout, erased: frozenset[st
         if skip:
             out.skipped[skip] = out.skipped.get(skip, 0) + 1
             continue
+        author = mention.author
+        if linked is not None and author is not None and author.contact_id and linked.get(author.pseudonym) != author.contact_id:
+            # enriched before a withdrawal, indexed after it: the link must not reach the index
+            author.contact_id = None
+            out.skipped["unlinked"] = out.skipped.get("unlinked", 0) + 1
         # Encoded once here (orjson: several times faster than the client's stdlib json); the
         # bulk body is these bytes, and their length is what the byte bound counts.
         doc = to_document(mention)
@@ -257,6 +264,8 @@ class ElasticsearchSink:
         client = make_client(s.elasticsearch)
         setup = ensure_indices(client, s.elasticsearch)
         self.erasures = ErasureList(client, s.elasticsearch.erasures_index, s.elasticsearch.erasure_refresh_s)
+        self.linked = LinkedAuthors(client, s.elasticsearch.consents_index, s.crm.linking_purpose,
+                                    s.elasticsearch.erasure_refresh_s)
         producer = make_producer(s.kafka)
         dead_letters = DeadLetters(producer, s.kafka.topics.deadletter)
         consumer = KafkaConsumer(
@@ -325,9 +334,10 @@ class ElasticsearchSink:
 
     def _prepare(self, batch: list[InMessage], writer: BulkWriter) -> Prepared:
         erased = writer.call("erasures", self.erasures.current, on_unavailable=self._keep_membership)
+        linked = writer.call("consents", self.linked.current, on_unavailable=self._keep_membership)
         retention = self.settings.elasticsearch.retention_days
         not_before = datetime.now(timezone.utc) - timedelta(days=retention) if retention else None
-        prepared = prepare(batch, writer.layout, erased, not_before)
+        prepared = prepare(batch, writer.layout, erased, not_before, linked)
         for reason, count in prepared.skipped.items():
             SINK_SKIPPED.labels(reason=reason).inc(count)
         return prepared

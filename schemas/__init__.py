@@ -1,6 +1,7 @@
 """Pydantic models of every message and document Stimmung produces."""
 
 from stimmung.schemas.alert import Alert, AlertSample
+from stimmung.schemas.consent import ConsentAudit, ConsentRecord
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.erasure import ErasureRecord
 from stimmung.schemas.ids import mention_id
@@ -22,9 +23,11 @@ EXPORTED = {
     "alert": Alert,
     "dead_letter": DeadLetter,
     "erasure_record": ErasureRecord,
+    "consent_record": ConsentRecord,
+    "consent_audit": ConsentAudit,
 }
 
 __all__ = [
-    "Alert", "AlertSample", "Author", "BrandMatch", "DeadLetter", "EXPORTED", "ErasureRecord", "EnrichedMention",
+    "Alert", "AlertSample", "Author", "BrandMatch", "ConsentAudit", "ConsentRecord", "DeadLetter", "EXPORTED", "ErasureRecord", "EnrichedMention",
     "Engagement", "PseudonymousAuthor", "RawMention", "SentimentResult", "TopicScore", "mention_id",
 ]

@@ -130,6 +130,9 @@ class BrandMatch(_Strict):
 class PseudonymousAuthor(_Strict):
     pseudonym: str = Field(description="Keyed HMAC of (platform, handle); never the handle itself")
     follower_count: int | None = Field(None, ge=0)
+    contact_id: str | None = Field(None, max_length=256, description=(
+        "CRM contact id: present only while the author's recorded consent for linking exists"))
+    influence: float | None = Field(None, ge=0, le=100, description="Influence score 0-100 (docs/influence.md)")
 
 
 class EnrichedMention(MentionBase):

@@ -43,6 +43,8 @@ class TopicSettings(BaseModel):
     deadletter: str = "stimmung.deadletter"
     alerts: str = "stimmung.alerts"
     privacy: str = Field("stimmung.privacy", description="Privacy signals from sources (e.g. deleted accounts) for erasure")
+    consent: str = Field("stimmung.consent", description="Consent records (compacted, keyed by author pseudonym)")
+    influence: str = Field("stimmung.author-influence", description="Per-author influence state (compacted, keyed by pseudonym)")
     partitions: int = Field(3, ge=1, description="Partitions per topic: the unit of parallelism for workers")
     replication_factor: int = Field(1, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
@@ -107,6 +109,9 @@ class ElasticsearchSettings(HTTPServiceAuth):
     mentions_index: str = Field("stimmung-mentions", description="Read alias over the time-based mention indices (also their name prefix)")
     alerts_index: str = "stimmung-alerts"
     erasures_index: str = Field("stimmung-erasures", description="Erasure records: authors whose mentions must never be indexed again")
+    consents_index: str = Field("stimmung-consents", description="Current consent per author pseudonym (the sink's view)")
+    consent_audit_index: str = Field("stimmung-consent-audit", description="Every grant, withdrawal and erasure of a consent")
+    cases_index: str = Field("stimmung-cases", description="Social CRM cases")
     index_period: Literal["day", "week", "month"] = Field("month", description="One mentions index per period of the mention's creation time")
     retention_days: int = Field(365, ge=0, description="Delete mentions older than this (0 = keep forever); ILM where the cluster has it, else the sink")
     replicas: str = Field("0-1", description="index.auto_expand_replicas: 0-1 runs green on one node and keeps a replica on more")
@@ -216,6 +221,66 @@ class AlertingSettings(BaseModel):
             if unknown:
                 raise ValueError(f"routes[{n}]: unknown channels {sorted(unknown)}")
         return self
+
+
+class CRMApiSettings(BaseModel):
+    """The consent endpoint for CRM systems (``stimmung consent serve``): bearer-token authenticated."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8081, ge=1, le=65535)
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+
+class CaseRouteSettings(BaseModel):
+    """Mentions matching every given condition open (or join) a case in ``queue``. First match wins."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    queue: str = Field(min_length=1, description="Team queue: support, legal, marketing, pr, ...")
+    priority: Literal["P1", "P2", "P3", "P4"] = "P3"
+    brands: list[str] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list)
+    sentiments: list[Literal["negative", "neutral", "positive"]] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)
+    min_influence: float | None = Field(None, ge=0, le=100)
+    query: str | None = Field(None, description="A brand query (keywords, phrases, NEAR, ...) the text must match")
+    first_response_sla_s: float = Field(4 * 3600, gt=0)
+    resolution_sla_s: float = Field(3 * 86400, gt=0)
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str | None) -> str | None:
+        if value is not None:
+            from stimmung.brandquery import parse
+
+            parse(value)  # a syntax error names its position
+        return value
+
+
+class TicketWebhookSettings(BaseModel):
+    url: str | None = Field(None, description="Mirror cases to a ticketing system (signed JSON on open/update/close)")
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+
+class InfluenceSettings(BaseModel):
+    """Platform normalisation of the influence score (docs/influence.md)."""
+
+    reference_followers: dict[str, int] = Field(default_factory=lambda: {
+        "x": 10_000, "bluesky": 5_000, "mastodon": 2_000, "reddit": 1_000, "hackernews": 1_000, "default": 5_000})
+    reference_engagement: dict[str, float] = Field(default_factory=lambda: {
+        "x": 50.0, "bluesky": 20.0, "mastodon": 10.0, "reddit": 50.0, "hackernews": 20.0, "default": 20.0})
+    half_life_mentions: float = Field(20.0, gt=0, description="How fast an author's engagement average forgets")
+
+
+class CRMSettings(BaseModel):
+    linking_purpose: Literal["service", "profiling", "marketing"] = Field(
+        "service", description="The consent purpose that allows linking an author's mentions to a CRM contact")
+    api: CRMApiSettings = CRMApiSettings()
+    routes: list[CaseRouteSettings] = Field(default_factory=list, description="Empty: no cases are opened")
+    ticket_webhook: TicketWebhookSettings = TicketWebhookSettings()
+    sla_check_s: float = Field(60.0, gt=0)
+    influence: InfluenceSettings = InfluenceSettings()
 
 
 class ModelSettings(BaseModel):
@@ -439,6 +504,7 @@ class Settings(BaseSettings):
     importer: ImportSettings = ImportSettings()
     connectors: ConnectorSettings = ConnectorSettings()
     alerting: AlertingSettings = AlertingSettings()
+    crm: CRMSettings = CRMSettings()
     brands: list[BrandSettings] = Field(default_factory=list, description="Brands to tag mentions with (and to filter sources by)")
 
     @classmethod

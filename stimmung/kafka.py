@@ -107,6 +107,11 @@ def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
         NewTopic(t.enriched, t.partitions, t.replication_factor, topic_configs=common),
         NewTopic(t.alerts, t.partitions, t.replication_factor, topic_configs=common),
         NewTopic(t.privacy, t.partitions, t.replication_factor, topic_configs=common),
+        # Consent: the latest record per author pseudonym is the state; compaction keeps exactly
+        # that forever (the audit trail lives in Elasticsearch).
+        NewTopic(t.consent, t.partitions, t.replication_factor,
+                 topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+        NewTopic(t.influence, t.partitions, t.replication_factor, topic_configs={"cleanup.policy": "compact"}),
         NewTopic(
             t.deadletter, t.partitions, t.replication_factor,
             topic_configs={"retention.ms": str(t.deadletter_retention_ms)},

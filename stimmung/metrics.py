@@ -69,7 +69,7 @@ SINK_RETRIES = Counter(
     "stimmung_sink_retries_total", "Bulk items or requests retried", ["reason"]
 )
 SINK_SKIPPED = Counter(
-    "stimmung_sink_skipped_total", "Mentions deliberately not indexed (erased author, past retention)", ["reason"]
+    "stimmung_sink_skipped_total", "Mentions not indexed (erased author, past retention) or indexed without a CRM link whose consent is gone (unlinked)", ["reason"]
 )
 SINK_CIRCUIT_STATE = Gauge(
     "stimmung_sink_circuit_state", "Circuit breaker around Elasticsearch: 0 closed, 1 half-open, 2 open"
@@ -99,6 +99,20 @@ ALERT_WINDOWS_CLOSED = Counter(
 LATE_MENTIONS = Counter(
     "stimmung_late_mentions_total", "Mentions that arrived after their window had closed (not counted)"
 )
+CONSENT_CHANGES = Counter(
+    "stimmung_consent_changes_total", "Consent grants, withdrawals and erasures recorded", ["action"]
+)
+CASES_OPENED = Counter("stimmung_cases_opened_total", "Cases opened by routing rules", ["queue", "priority"])
+CASE_MENTIONS = Counter("stimmung_case_mentions_total", "Mentions attached to cases (new or joined)", ["queue"])
+CASE_FIRST_RESPONSE_SECONDS = Histogram(
+    "stimmung_case_first_response_seconds", "Time from a case's opening to its first reply", ["queue", "priority"],
+    buckets=(60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400),
+)
+CASE_RESOLUTION_SECONDS = Histogram(
+    "stimmung_case_resolution_seconds", "Time from a case's opening to its closing", ["queue", "priority"],
+    buckets=(300, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 3 * 86400, 7 * 86400),
+)
+CASE_SLA_BREACHES = Counter("stimmung_case_sla_breaches_total", "Cases that missed an SLA", ["queue", "kind"])
 SINK_UP = Gauge("stimmung_sink_elasticsearch_up", "1 when the last bulk request reached Elasticsearch")
 
 _served: set[int] = set()
