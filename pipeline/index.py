@@ -350,6 +350,7 @@ def alerts_mapping() -> dict[str, Any]:
         "dynamic": "strict",
         "properties": {
             "@timestamp": date_, "schema_version": {"type": "short"},
+            "kind": keyword, "case_id": keyword, "queue": keyword, "detail": {"type": "text"},
             "alert_id": keyword, "event_id": keyword, "event": keyword, "status": keyword, "severity": keyword,
             "series": keyword, "brand": keyword, "topic": keyword, "sentiment": keyword,
             "window_start": date_, "window_end": date_, "incident_started": date_, "observed": count,
@@ -390,7 +391,7 @@ def cases_mapping() -> dict[str, Any]:
         "first_response_due": date_, "resolution_due": date_, "sla_breached": keyword,
         "first_response_s": {"type": "double"}, "resolution_s": {"type": "double"},
         "replies": {"properties": {"by": keyword, "at": date_, "text": {"type": "text"}}},
-        "url": {"type": "keyword", "index": False}}}
+        "observed": keyword, "url": {"type": "keyword", "index": False}}}
 
 
 def erasures_mapping() -> dict[str, Any]:

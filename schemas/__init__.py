@@ -1,6 +1,7 @@
 """Pydantic models of every message and document Stimmung produces."""
 
 from stimmung.schemas.alert import Alert, AlertSample
+from stimmung.schemas.case import Case, Reply
 from stimmung.schemas.consent import ConsentAudit, ConsentRecord
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.erasure import ErasureRecord
@@ -25,9 +26,10 @@ EXPORTED = {
     "erasure_record": ErasureRecord,
     "consent_record": ConsentRecord,
     "consent_audit": ConsentAudit,
+    "case": Case,
 }
 
 __all__ = [
-    "Alert", "AlertSample", "Author", "BrandMatch", "ConsentAudit", "ConsentRecord", "DeadLetter", "EXPORTED", "ErasureRecord", "EnrichedMention",
+    "Alert", "AlertSample", "Author", "BrandMatch", "Case", "Reply", "ConsentAudit", "ConsentRecord", "DeadLetter", "EXPORTED", "ErasureRecord", "EnrichedMention",
     "Engagement", "PseudonymousAuthor", "RawMention", "SentimentResult", "TopicScore", "mention_id",
 ]

@@ -21,6 +21,7 @@ class Alert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
+    kind: Literal["spike", "sla"] = Field("spike", description="A complaint spike, or a case that missed its SLA")
     alert_id: str = Field(description="Dedupe key: same spike episode (incident), same id")
     event_id: str = Field("", description="This event of the incident (alert id + event + window): the document id")
     event: Literal["fired", "escalated", "updated", "resolved"] = "fired"
@@ -40,4 +41,7 @@ class Alert(BaseModel):
     platform_mix: dict[str, int] = Field(default_factory=dict)
     samples: list[AlertSample] = Field(default_factory=list)
     kibana_url: str | None = None
+    case_id: str | None = Field(None, description="SLA alerts: the case")
+    queue: str | None = Field(None, description="SLA alerts: the case's team queue")
+    detail: str | None = Field(None, max_length=500, description="SLA alerts: what was missed")
     created_at: AwareDatetime = Field(default_factory=utcnow)

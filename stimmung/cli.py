@@ -682,6 +682,125 @@ def consent_serve(obj: Context) -> None:
     web.run_app(app, host=s.crm.api.host, port=s.crm.api.port, print=None)
 
 
+# --- social CRM: cases ---------------------------------------------------------------------------------
+@main.group()
+def cases() -> None:
+    """Cases for team queues: the case manager (run) and staff actions (list, claim, reply, close)."""
+
+
+def _case_store(obj: Context):
+    from stimmung.pipeline.cases import CaseStore, ticket_mirror
+    from stimmung.pipeline.index import ensure_indices, make_client
+
+    client = make_client(obj.settings.elasticsearch)
+    ensure_indices(client, obj.settings.elasticsearch)
+    return CaseStore(client, obj.settings.elasticsearch.cases_index, ticket_mirror(obj.settings))
+
+
+@cases.command("run")
+@click.pass_obj
+def cases_run(obj: Context) -> None:
+    """The case manager: route enriched mentions into cases, watch SLAs, export response times."""
+    import signal as signals
+
+    from stimmung.kafka import ensure_topics
+    from stimmung.lag import LagReporter
+    from stimmung.metrics import serve
+    from stimmung.pipeline.cases import CaseManager
+    from stimmung.pipeline.index import ensure_indices, make_client
+
+    s = obj.settings
+    if not s.crm.routes:
+        _fail("crm.routes: no routing rules configured; the case manager would never open a case")
+    ensure_topics(s.kafka)
+    serve(s.metrics.port, s.metrics.host)
+    client = make_client(s.elasticsearch)
+    ensure_indices(client, s.elasticsearch)
+    manager = CaseManager(s, client)
+    if s.metrics.port:
+        LagReporter(s.kafka, manager.group_id, [s.kafka.topics.enriched]).start()
+    signals.signal(signals.SIGTERM, manager.stop)
+    signals.signal(signals.SIGINT, manager.stop)
+    manager.run()
+
+
+@cases.command("list")
+@click.option("--queue", default=None)
+@click.option("--state", type=click.Choice(["open", "in_progress", "done", "active", "all"]), default="active",
+              show_default=True, help="active = open or in progress")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def cases_list(obj: Context, queue: str | None, state: str, limit: int, as_json: bool) -> None:
+    """Cases, newest first."""
+    filters: list[dict] = []
+    if queue:
+        filters.append({"term": {"queue": queue}})
+    if state == "active":
+        filters.append({"terms": {"state": ["open", "in_progress"]}})
+    elif state != "all":
+        filters.append({"term": {"state": state}})
+    found = _case_store(obj).find({"bool": {"filter": filters}}, size=limit)
+    if as_json:
+        click.echo(json.dumps([c.model_dump(mode="json") for c in found]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(found)} case(s)")
+    for col in ("case", "queue", "prio", "state", "assignee", "brand", "mentions", "SLA", "opened", "title"):
+        table.add_column(col)
+    for c in found:
+        table.add_row(c.case_id, c.queue, c.priority, c.state, c.assignee or "–", c.brand or "–", str(c.mention_count),
+                      ",".join(c.sla_breached) or "ok", f"{c.created_at:%Y-%m-%d %H:%M}", c.title[:60])
+    Console().print(table)
+
+
+def _case_action(obj: Context, action, *args) -> None:
+    from stimmung.pipeline.cases import CaseError
+
+    try:
+        case = action(_case_store(obj), *args)
+    except CaseError as err:
+        _fail(str(err), code=1)
+    click.echo(json.dumps(case.model_dump(mode="json")))
+
+
+@cases.command("claim")
+@click.argument("case_id")
+@click.option("--as", "who", required=True, help="Who takes the case")
+@click.pass_obj
+def cases_claim(obj: Context, case_id: str, who: str) -> None:
+    """Take a case: assigned to you, in progress."""
+    from stimmung.pipeline.cases import claim
+
+    _case_action(obj, claim, case_id, who)
+
+
+@cases.command("reply")
+@click.argument("case_id")
+@click.option("--as", "who", required=True)
+@click.option("--text", required=True, help="What was answered (the first reply sets the first-response time)")
+@click.pass_obj
+def cases_reply(obj: Context, case_id: str, who: str, text: str) -> None:
+    """Record a reply to the customer."""
+    from stimmung.pipeline.cases import reply
+
+    _case_action(obj, reply, case_id, who, text)
+
+
+@cases.command("close")
+@click.argument("case_id")
+@click.option("--as", "who", required=True)
+@click.option("--text", default=None, help="A closing note or final reply")
+@click.pass_obj
+def cases_close(obj: Context, case_id: str, who: str, text: str | None) -> None:
+    """Close a case (sets the resolution time)."""
+    from stimmung.pipeline.cases import close
+
+    _case_action(obj, close, case_id, who, text)
+
+
 # --- Elasticsearch: search, erasure, indices --------------------------------------------------------
 def _es_client(obj: Context):
     from stimmung.pipeline.index import make_client

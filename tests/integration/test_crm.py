@@ -114,3 +114,115 @@ def test_consent_links_and_unlinks_mentions_and_erasure_takes_it_along(settings,
     assert service.current(granted.pseudonym) is None
     audit = [a["action"] for a in docs(es, settings.elasticsearch.consent_audit_index).values()]
     assert audit.count("erase") == 1
+
+
+def test_a_complaint_becomes_a_case_for_the_right_team_and_staff_work_it(settings, config, roles, tmp_path):
+    import hashlib
+    import hmac
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import yaml
+    from prometheus_client import REGISTRY
+
+    from stimmung.config import load_settings
+    from stimmung.pipeline.cases import CaseManager, CaseStore
+    from stimmung.pipeline.deliveries import Dispatcher
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.server.got.append((self.path, dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    hook.got = []
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{hook.server_address[1]}"
+    config["brands"] = [{"name": "Nordbahn", "queries": ["Nordbahn"]}]
+    config["crm"] = {
+        "routes": [{"name": "vip", "queue": "pr", "priority": "P1", "brands": ["Nordbahn"], "min_influence": 90},
+                   {"name": "complaints", "queue": "support", "priority": "P2", "brands": ["Nordbahn"],
+                    "sentiments": ["negative"], "query": "Erstattung OR Verspätung* OR kaputt OR refund",
+                    "first_response_sla_s": 2}],
+        "ticket_webhook": {"url": f"{base}/tickets", "secret": "ticket-secret"}, "sla_check_s": 1}
+    config["alerting"] = {"channels": [{"name": "oncall", "type": "webhook", "url": f"{base}/alerts"}]}
+    roles.config_file.write_text(yaml.safe_dump(config))
+    s = load_settings(roles.config_file)
+    ensure_topics(s.kafka)
+    es = Elasticsearch(s.elasticsearch.url)
+    ensure_indices(es, s.elasticsearch)
+    consents = ConsentService(s, es)
+    consents.grant("mastodon", ANNA, "C-1001", ["service"], "cli:test")
+    roles.start("worker", "sink")
+    manager = CaseManager(s, es)
+    runner = threading.Thread(target=manager.run, daemon=True)
+    runner.start()
+    time.sleep(1.0)
+    publish(s, post("c1", ANNA, "Nordbahn, ich warte seit drei Wochen auf meine Erstattung. Unverschämt!"),
+            post("c2", ANNA, "Nordbahn: Die Erstattung ist immer noch nicht da, das ist wirklich ärgerlich."),
+            post("c3", BOB, "Nordbahn hat schon wieder Verspätung, das ist eine Katastrophe"),
+            post("c4", BOB, "Danke Nordbahn, die Umleitung war heute super ausgeschildert"))
+    store = CaseStore(es, s.elasticsearch.cases_index)
+
+    def support_cases():
+        found = store.find({"term": {"queue": "support"}}, size=10)
+        return found if len(found) == 2 and sum(c.mention_count for c in found) == 3 else None
+
+    found = wait_for(support_cases, timeout=180, check=roles.check_alive, message="two support cases, three mentions")
+    anna = next(c for c in found if c.mention_count == 2)
+    bob = next(c for c in found if c.mention_count == 1)
+    assert anna.contact_id == "C-1001" and bob.contact_id is None, "linked only with consent"
+    assert anna.priority == "P2" and anna.route == "complaints" and anna.state == "open" and anna.brand == "Nordbahn"
+    assert "c4" not in json.dumps([c.model_dump(mode="json") for c in found]), "praise opened no case"
+
+    # staff work Anna's case from the CLI
+    def cli(*args):
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("STIMMUNG_")}
+        env["STIMMUNG_PRIVACY__PSEUDONYM_KEY"] = "integration-test-key-0123456789"
+        done = subprocess.run([sys.executable, "-m", "stimmung.cli", "--config", str(roles.config_file), "cases", *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    listed = cli("list", "--queue", "support", "--json")
+    assert {c["case_id"] for c in listed} == {anna.case_id, bob.case_id}
+    assert cli("claim", anna.case_id, "--as", "alice")["state"] == "in_progress"
+    replied = cli("reply", anna.case_id, "--as", "alice", "--text", "Wir haben die Erstattung angestoßen.")
+    assert replied["first_response_at"] and replied["first_response_s"] > 0
+    closed = cli("close", anna.case_id, "--as", "alice", "--text", "Erstattung ist raus.")
+    assert closed["state"] == "done" and closed["resolution_s"] >= closed["first_response_s"]
+
+    # the manager exports the response times once, and marks Bob's case that missed its 2 s SLA
+    def exported():
+        count = REGISTRY.get_sample_value("stimmung_case_first_response_seconds_count", {"queue": "support", "priority": "P2"})
+        return count == 1 and REGISTRY.get_sample_value("stimmung_case_resolution_seconds_count",
+                                                        {"queue": "support", "priority": "P2"}) == 1
+    wait_for(exported, timeout=30, message="response times in Prometheus")
+    sla = wait_for(lambda: [a for p, _, b in hook.got if p == "/alerts" and (a := json.loads(b))["case_id"] == bob.case_id],
+                   timeout=30, message="SLA alert for Bob's case")
+    assert sla[0]["kind"] == "sla" and "no first response" in sla[0]["detail"] and len(sla) == 1
+    assert store.get(bob.case_id)[0].sla_breached == ["first_response"]
+
+    # mirrored, signed, to the ticketing system
+    tickets = [(h, b) for p, h, b in hook.got if p == "/tickets"]
+    events = [json.loads(b)["event"] for _, b in tickets]
+    assert events.count("opened") == 2 and {"claimed", "replied", "closed"} <= set(events)
+    h, b = tickets[0]
+    assert h["X-Stimmung-Signature"] == "sha256=" + hmac.new(b"ticket-secret", b, hashlib.sha256).hexdigest()
+
+    # consent withdrawn: the case loses its link too; erasure removes Bob's case
+    consents.withdraw("mastodon", ANNA, "cli:test")
+    assert store.get(anna.case_id)[0].contact_id is None
+    from stimmung.pipeline.erasure import erase
+
+    erase(es, s.elasticsearch, {bob.author_pseudonym: "mastodon"}, sweep_after_s=0.5)
+    assert not store.find({"term": {"case_id": bob.case_id}})
+    manager.stop()
+    runner.join(10)
+    hook.shutdown()
