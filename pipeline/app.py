@@ -71,6 +71,9 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
         key = mention.author.pseudonym.encode()
         # No consent record, or one without the linking purpose: the author stays a pseudonym.
         mention.author.contact_id = consent_value(consents.get(key), crm.linking_purpose)
+        if mention.author.contact_id and mention._held_url:
+            mention.url = mention._held_url  # consented: staff may open the post itself
+            mention.author.linked_url = True
         e = mention.engagement
         state = update_author(json.loads(authors.get(key) or b"null"), mention.author.follower_count,
                               e.likes + 2 * e.shares + e.replies, crm.influence)

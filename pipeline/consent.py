@@ -33,7 +33,9 @@ from stimmung.schemas.consent import ConsentAudit, ConsentRecord
 from stimmung.schemas.mention import utcnow
 
 log = logging.getLogger(__name__)
-UNLINK_SCRIPT = "if (ctx._source.author != null) { ctx._source.author.remove('contact_id') }"
+UNLINK_SCRIPT = ("if (ctx._source.author != null) { ctx._source.author.remove('contact_id'); "
+                 "if (ctx._source.author.linked_url == true) { ctx._source.remove('url'); "
+                 "ctx._source.author.remove('linked_url') } }")
 UNLINK_CASE_SCRIPT = "ctx._source.remove('contact_id')"
 
 
@@ -166,7 +168,10 @@ def update_by_query(client: Elasticsearch, index: str, query: dict, script: str,
 
 
 def _drop_author_link(source: dict) -> None:
-    (source.get("author") or {}).pop("contact_id", None)
+    author = source.get("author") or {}
+    author.pop("contact_id", None)
+    if author.pop("linked_url", None):
+        source.pop("url", None)  # the address names the author: it goes with the consent
 
 
 def _drop_case_link(source: dict) -> None:

@@ -7,6 +7,8 @@ last place a handle exists: nothing downstream (topic, sink, index) ever sees on
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -36,6 +38,18 @@ class InMessage:
             offset=self.offset, key=self.key.decode("utf-8", "replace") if self.key else None,
             payload=DeadLetter.encode_payload(self.value),
         )
+
+
+def url_names_author(url: str | None, handle: str) -> bool:
+    """Does the post's address contain the author's handle (its local part)?"""
+    if not url:
+        return False
+    local = handle.strip().lstrip("@").split("@")[0].lower()
+    if len(local) < 2:
+        return False
+    path = urlsplit(url).path.lower()
+    segments = [seg for seg in path.split("/") if seg]
+    return any(seg in (local, "@" + local) or seg.startswith("@" + local + "@") for seg in segments)
 
 
 class MentionEnrichment:
@@ -86,6 +100,11 @@ class MentionEnrichment:
                 target = Target.of(raw.text, ann.language, raw.url, raw.author.handle if raw.author else None)
                 brands = [BrandMatch(brand=name, query=query) for name, query in self.brands.tag(target)]
             base = raw.model_dump(exclude={"author", "raw", "mention_id"})
+            held_url = None
+            if raw.author is not None and url_names_author(raw.url, raw.author.handle):
+                # e.g. https://mastodon.social/@anna/1234: the address would leak the handle.
+                # Held back; the app restores it only while the author's consent allows linking.
+                held_url, base["url"] = base["url"], None
             enriched.append(
                 EnrichedMention(
                     **base,
@@ -99,6 +118,7 @@ class MentionEnrichment:
                     model_versions=versions,
                 )
             )
+            enriched[-1]._held_url = held_url
         return enriched, letters
 
 

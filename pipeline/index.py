@@ -128,7 +128,7 @@ def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
         "thread_id": keyword,
         "engagement": {"properties": {"likes": count, "shares": count, "replies": count, "views": count}},
         "author": {"properties": {"pseudonym": keyword, "follower_count": count, "contact_id": keyword,
-                                  "influence": {"type": "float"}}},
+                                  "influence": {"type": "float"}, "linked_url": {"type": "boolean"}}},
         "language": keyword,
         "language_confidence": {"type": "float"},
         "language_source": keyword,

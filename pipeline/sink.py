@@ -101,6 +101,8 @@ def prepare(messages: list[InMessage], layout: IndexLayout, erased: frozenset[st
         if linked is not None and author is not None and author.contact_id and linked.get(author.pseudonym) != author.contact_id:
             # enriched before a withdrawal, indexed after it: the link must not reach the index
             author.contact_id = None
+            if author.linked_url:
+                author.linked_url, mention.url = None, None
             out.skipped["unlinked"] = out.skipped.get("unlinked", 0) + 1
         # Encoded once here (orjson: several times faster than the client's stdlib json); the
         # bulk body is these bytes, and their length is what the byte bound counts.

@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+from pydantic import PrivateAttr, AwareDatetime, BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from stimmung.schemas.ids import mention_id
 
@@ -133,10 +133,16 @@ class PseudonymousAuthor(_Strict):
     contact_id: str | None = Field(None, max_length=256, description=(
         "CRM contact id: present only while the author's recorded consent for linking exists"))
     influence: float | None = Field(None, ge=0, le=100, description="Influence score 0-100 (docs/influence.md)")
+    linked_url: bool | None = Field(None, description=(
+        "True when the post's address names the author and is kept only because of that consent"))
 
 
 class EnrichedMention(MentionBase):
     """A mention after enrichment: what Elasticsearch stores."""
+
+    # The post's address when it names the author (Mastodon's /@handle/...): never serialised,
+    # restored into ``url`` only while the author's consent allows linking (pipeline/app.py).
+    _held_url: str | None = PrivateAttr(None)
 
     author: PseudonymousAuthor | None = None
     language: str = Field(description="ISO 639-1 code, or 'und' when undetermined")

@@ -19,6 +19,7 @@ from stimmung.config import KibanaSettings, Settings, read_secret
 
 MENTIONS_VIEW = "stimmung-mentions"  # data view ids are fixed: links and panels refer to them
 ALERTS_VIEW = "stimmung-alerts"
+CASES_VIEW = "stimmung-cases"
 DASHBOARD_ID = "stimmung-overview"
 NDJSON_PATH = Path(__file__).resolve().parent.parent / "deploy" / "kibana" / "stimmung.ndjson"
 _VERSIONS = {"coreMigrationVersion": "8.8.0"}
@@ -123,6 +124,14 @@ def charts() -> list[dict[str, Any]]:
         lens("stimmung-alert-timeline", "Complaint-spike alerts", "lnsXY",
              {"x": _histogram(), "y": _count("Alerts"), "s": _terms("severity", 3, "y", "Severity")},
              _xy("bar_stacked", "x", "y", "s"), view=ALERTS_VIEW, kql='status : "firing"'),
+        lens("stimmung-case-response-times", "Case response times by queue (seconds)", "lnsXY",
+             {"q": _terms("queue", 10, "f", "Queue"), "f": _metric("average", "first_response_s", "First response"),
+              "r": _metric("average", "resolution_s", "Resolution")},
+             {**_xy("bar", "q", "f"), "layers": [{"layerId": "layer1", "layerType": "data", "seriesType": "bar",
+                                                   "xAccessor": "q", "accessors": ["f", "r"]}]}, view=CASES_VIEW),
+        lens("stimmung-cases-by-state", "Cases by queue and state", "lnsXY",
+             {"q": _terms("queue", 10, "y", "Queue"), "y": _count("Cases"), "s": _terms("state", 3, "y", "State")},
+             _xy("bar_stacked", "q", "y", "s"), view=CASES_VIEW),
     ]
 
 
@@ -144,6 +153,14 @@ def searches() -> list[dict[str, Any]]:
                      sort=[["brand_names", "asc"], ["@timestamp", "desc"]]),
         saved_search("stimmung-alerts-list", "Alerts", "Complaint-spike alerts, newest first.", "",
                      ["status", "severity", "brand", "topic", "observed", "expected", "p_value"], view=ALERTS_VIEW),
+        saved_search("stimmung-opinion-leaders", "Opinion leaders",
+                     "Mentions by authors with an influence score of 60 or more (docs/influence.md), most influential first.",
+                     "author.influence >= 60", ["author.influence", *MENTION_COLUMNS],
+                     sort=[["author.influence", "desc"], ["@timestamp", "desc"]]),
+        saved_search("stimmung-open-cases", "Open cases", "Cases waiting for or in work, by priority.",
+                     'state : ("open" or "in_progress")',
+                     ["priority", "queue", "state", "assignee", "brand", "title", "sla_breached", "mention_count"],
+                     view=CASES_VIEW, sort=[["priority", "asc"], ["created_at", "asc"]]),
     ]
 
 
@@ -157,7 +174,7 @@ def dashboard(panels: list[tuple[str, str, tuple[int, int, int, int]]]) -> dict[
     return _obj("dashboard", DASHBOARD_ID, {
         "title": "Stimmung — social listening overview",
         "description": "Volume by sentiment, negative mentions per brand, topics, languages, platforms, "
-                       "top authors by reach, alerts and the complaints queue.",
+                       "top authors by reach, alerts, cases with their response times, and the complaints queue.",
         "panelsJSON": json.dumps(panel_json),
         "optionsJSON": json.dumps({"useMargins": True, "syncColors": True, "syncCursor": True,
                                    "syncTooltips": False, "hidePanelTitles": False}),
@@ -167,9 +184,11 @@ def dashboard(panels: list[tuple[str, str, tuple[int, int, int, int]]]) -> dict[
     }, references)
 
 
-def build_objects(mentions_index: str = "stimmung-mentions", alerts_index: str = "stimmung-alerts") -> list[dict[str, Any]]:
+def build_objects(mentions_index: str = "stimmung-mentions", alerts_index: str = "stimmung-alerts",
+                  cases_index: str = "stimmung-cases") -> list[dict[str, Any]]:
     views = [data_view(MENTIONS_VIEW, mentions_index, "Stimmung mentions"),
-             data_view(ALERTS_VIEW, alerts_index, "Stimmung alerts")]
+             data_view(ALERTS_VIEW, alerts_index, "Stimmung alerts"),
+             data_view(CASES_VIEW, cases_index, "Stimmung cases", time_field="created_at")]
     layout = [
         ("lens", "stimmung-volume-by-sentiment", (0, 0, 32, 12)),
         ("lens", "stimmung-languages", (32, 0, 8, 12)),
@@ -178,7 +197,9 @@ def build_objects(mentions_index: str = "stimmung-mentions", alerts_index: str =
         ("lens", "stimmung-topics", (24, 12, 24, 12)),
         ("lens", "stimmung-top-authors", (0, 24, 24, 14)),
         ("lens", "stimmung-alert-timeline", (24, 24, 24, 14)),
-        ("search", "stimmung-complaints", (0, 38, 48, 18)),
+        ("lens", "stimmung-cases-by-state", (0, 38, 24, 12)),
+        ("lens", "stimmung-case-response-times", (24, 38, 24, 12)),
+        ("search", "stimmung-complaints", (0, 50, 48, 18)),
     ]
     return [*views, *searches(), *charts(), dashboard(layout)]
 
@@ -188,7 +209,8 @@ def to_ndjson(objects: list[dict[str, Any]]) -> str:
 
 
 def objects_for(settings: Settings) -> list[dict[str, Any]]:
-    return build_objects(settings.elasticsearch.mentions_index, settings.elasticsearch.alerts_index)
+    return build_objects(settings.elasticsearch.mentions_index, settings.elasticsearch.alerts_index,
+                         settings.elasticsearch.cases_index)
 
 
 # ---- what the objects use (for tests and `stimmung kibana check`) ------------------------------------
@@ -217,7 +239,7 @@ def fields_used(obj: dict[str, Any]) -> Iterator[tuple[str, str]]:
 def _kql_fields(kql: str) -> list[str]:
     import re
 
-    return re.findall(r"([\w.@]+)\s*:", kql)
+    return re.findall(r"([\w.@]+)\s*(?::|>=|<=|>|<)", kql)
 
 
 # ---- import ------------------------------------------------------------------------------------------

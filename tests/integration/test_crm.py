@@ -35,7 +35,8 @@ def publish(settings, *mentions: RawMention) -> None:
 
 
 def post(n: str, handle: str, text: str, followers: int = 100, likes: int = 0) -> RawMention:
-    return RawMention(platform="mastodon", native_id=n, text=text, url=f"https://social.example/p/{n}",
+    # Mastodon's web address names the author: https://instance/@user/id
+    return RawMention(platform="mastodon", native_id=n, text=text, url=f"https://social.example/@{handle.split('@')[1]}/{n}",
                       created_at=datetime.now(timezone.utc), language_hint="de",
                       author={"handle": handle, "display_name": "Anna A.", "follower_count": followers},
                       engagement={"likes": likes, "shares": 1, "replies": 0})
@@ -67,6 +68,9 @@ def test_consent_links_and_unlinks_mentions_and_erasure_takes_it_along(settings,
     assert indexed["a1"]["author"]["contact_id"] == "C-1001" and indexed["a2"]["author"]["contact_id"] == "C-1001"
     assert "contact_id" not in indexed["b1"]["author"] or indexed["b1"]["author"]["contact_id"] is None
     assert indexed["a1"]["author"]["influence"] > indexed["b1"]["author"]["influence"] > 0
+    # the post's address names the author: kept for Anna (consent), held back for Bob
+    assert indexed["a1"]["url"] == "https://social.example/@anna/a1" and indexed["a1"]["author"]["linked_url"] is True
+    assert "url" not in indexed["b1"] or indexed["b1"]["url"] is None
 
     # the consent API: no token, wrong token -> 401; the right one withdraws and unlinks
     async def api_calls():
@@ -93,12 +97,14 @@ def test_consent_links_and_unlinks_mentions_and_erasure_takes_it_along(settings,
     assert withdrawn_status == 200 and withdrawn["status"] == "withdrawn" and withdrawn["unlinked_documents"] >= 2
     after = docs(es, mentions_index)
     assert all(not d["author"].get("contact_id") for d in after.values()), "withdrawal unlinked every indexed mention"
+    assert all(not d.get("url") for d in after.values()), "and the addresses that name the author went with it"
 
     # after the withdrawal a new post by Anna stays a pseudonym
     publish(settings, post("a3", ANNA, "Nordbahn, wieder Ärger mit der App"))
     later = wait_for(lambda: (d := docs(es, mentions_index)).get("a3"), timeout=120, check=roles.check_alive,
                      message="Anna's new post indexed")
     assert not later["author"].get("contact_id") and later["author"]["pseudonym"] == granted.pseudonym
+    assert not later.get("url")
 
     # audited, pseudonymous everywhere: no handle in any index
     audit = list(docs(es, settings.elasticsearch.consent_audit_index).values())

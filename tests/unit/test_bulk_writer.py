@@ -138,6 +138,7 @@ def test_prepare_routes_by_creation_period_and_skips_erased_authors_and_expired_
              msg(3, "psn_keep", datetime(2026, 10, 31, 23, 59, tzinfo=timezone.utc)),
              InMessage("enriched", 0, 4, b"k", b"{not json"), msg(5, None, now)]  # no author: indexed
     out = prepare(batch, LAYOUT, erased=frozenset({"psn_gone"}), not_before=now - timedelta(days=365))
-    assert [d.index for d in out.docs] == ["idx-v2-2026.11", "idx-v2-2026.10", "idx-v2-2026.11"]
+    v = LAYOUT.version
+    assert [d.index for d in out.docs] == [f"idx-v{v}-2026.11", f"idx-v{v}-2026.10", f"idx-v{v}-2026.11"]
     assert out.skipped == {"erased": 1, "retention": 1}
     assert [letter.offset for letter in out.dead_letters] == [4]

@@ -61,7 +61,7 @@ def test_missing_analyzers_fall_back_to_standard():
 
 # The mapping as of TEMPLATE_VERSION. Changing mentions_mapping() changes this fingerprint: bump
 # TEMPLATE_VERSION (new writes go to new -v<N>- indices) and then update both numbers here.
-PINNED = {2: "384454499763f258"}
+PINNED = {2: "384454499763f258", 3: "8af09e8e475d981b"}  # 3: author contact_id, influence, linked_url
 
 
 def test_mapping_changes_come_with_a_new_template_version():

@@ -18,6 +18,7 @@ import pytest
 from stimmung.config import KibanaSettings
 from stimmung.kibana import (
     ALERTS_VIEW,
+    CASES_VIEW,
     MENTIONS_VIEW,
     NDJSON_PATH,
     KibanaError,
@@ -26,7 +27,7 @@ from stimmung.kibana import (
     import_objects,
     to_ndjson,
 )
-from stimmung.pipeline.index import Capabilities, alerts_mapping, mentions_mapping
+from stimmung.pipeline.index import Capabilities, alerts_mapping, cases_mapping, mentions_mapping
 
 LINES = NDJSON_PATH.read_text(encoding="utf-8").splitlines()
 OBJECTS = [json.loads(line) for line in LINES]
@@ -43,6 +44,7 @@ def _field_types(mapping, prefix=""):
 FIELDS = {
     MENTIONS_VIEW: {f: (t, i) for f, t, i in _field_types(mentions_mapping(Capabilities(frozenset())))},
     ALERTS_VIEW: {f: (t, i) for f, t, i in _field_types(alerts_mapping())},
+    CASES_VIEW: {f: (t, i) for f, t, i in _field_types(cases_mapping())},
 }
 
 
@@ -103,7 +105,7 @@ def test_every_field_an_object_uses_exists_in_the_mapping_with_a_usable_type():
         for layer in o["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].values():
             for col in layer["columns"].values():
                 field = col.get("sourceField")
-                view = MENTIONS_VIEW if o["references"][0]["id"] == MENTIONS_VIEW else ALERTS_VIEW
+                view = o["references"][0]["id"]
                 if col["operationType"] == "terms":
                     assert FIELDS[view][field][0] == "keyword", (o["id"], field)
                 elif col["operationType"] == "date_histogram":
@@ -117,9 +119,9 @@ def test_every_field_an_object_uses_exists_in_the_mapping_with_a_usable_type():
 
 
 def test_import_uses_configured_index_names():
-    objects = build_objects("acme-mentions", "acme-alerts")
+    objects = build_objects("acme-mentions", "acme-alerts", "acme-cases")
     titles = {o["id"]: o["attributes"]["title"] for o in objects if o["type"] == "index-pattern"}
-    assert titles == {MENTIONS_VIEW: "acme-mentions", ALERTS_VIEW: "acme-alerts"}
+    assert titles == {MENTIONS_VIEW: "acme-mentions", ALERTS_VIEW: "acme-alerts", CASES_VIEW: "acme-cases"}
 
 
 class _Kibana(BaseHTTPRequestHandler):
