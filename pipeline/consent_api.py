@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from stimmung.health import HEALTH, beat_forever
 from stimmung.pipeline.consent import ConsentService
 from stimmung.schemas.consent import Purpose
 
@@ -87,7 +88,15 @@ def make_consent_app(service: ConsentService, token: str, source: str = "api") -
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def heartbeat(app: web.Application):
+        # liveness/readiness on the metrics port (stimmung.health), like every role
+        task = asyncio.create_task(beat_forever("consent-api"))
+        HEALTH.set_ready("consent-api", True, "Kafka and Elasticsearch reached at start")
+        yield
+        task.cancel()
+
     app = web.Application(middlewares=[authenticate], client_max_size=64 * 1024)
+    app.cleanup_ctx.append(heartbeat)
     app.router.add_post("/v1/consent/grant", grant)
     app.router.add_post("/v1/consent/withdraw", withdraw)
     app.router.add_get("/v1/consent", show)

@@ -265,6 +265,7 @@ class ElasticsearchSink:
         s = self.settings
         client = make_client(s.elasticsearch)
         setup = ensure_indices(client, s.elasticsearch)
+        HEALTH.set_ready("elasticsearch", True, "templates applied")
         self.erasures = ErasureList(client, s.elasticsearch.erasures_index, s.elasticsearch.erasure_refresh_s)
         self.linked = LinkedAuthors(client, s.elasticsearch.consents_index, s.crm.linking_purpose,
                                     s.elasticsearch.erasure_refresh_s)

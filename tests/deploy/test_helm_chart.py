@@ -121,7 +121,7 @@ def test_pods_are_non_root_read_only_with_probes_and_resources(rendered):
         if doc["kind"] == "Deployment":
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
                 assert c[probe]["httpGet"]["path"] == path and c[probe]["httpGet"]["port"] == "metrics", name
-            assert c["args"][0] in {"worker", "sink", "privacy-worker", "webhook", "connect", "alerting"}, name
+            assert c["args"][0] in {"worker", "sink", "privacy-worker", "webhook", "connect", "alerting", "cases", "consent"}, name
 
 
 def test_connectors_are_single_replica_with_their_checkpoint_volume(helm):

@@ -54,7 +54,8 @@ def test_enriched_mention_cannot_carry_a_handle():
     fields = set(EnrichedMention.model_fields) | set(EnrichedMention.model_computed_fields)
     assert "raw" not in fields
     author_fields = set(EnrichedMention.model_fields["author"].annotation.__args__[0].model_fields)
-    assert author_fields == {"pseudonym", "follower_count"}
+    # no handle, no display name; a CRM contact id only under consent (tests/integration/test_crm.py)
+    assert author_fields == {"pseudonym", "follower_count", "contact_id", "influence", "linked_url"}
 
 
 def test_committed_json_schemas_match_the_models():
