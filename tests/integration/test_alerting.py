@@ -187,7 +187,9 @@ def test_restart_mid_window_loses_no_count_and_alerts_once(settings, config, rol
     produce(settings, [mention(2020 + i, current + 3 + i * 0.1) for i in range(20)])
     roles.start("alerting")
     fired = wait_for(lambda: [a for a in posted(hook, "/alerts") if a["event"] == "fired"],
-                     timeout=max(60.0, current + WINDOW + 90 - time.time()), check=roles.check_alive,
+                     # the dead member holds its partitions until Faust's 60 s session timeout, then the
+                     # tables are recovered from their changelogs: allow for both on a busy machine
+                     timeout=max(60.0, current + WINDOW + 300 - time.time()), check=roles.check_alive,
                      message="the alert after the restart")
     time.sleep(5)  # give a duplicate the chance to show up
     fired = [a for a in posted(hook, "/alerts") if a["event"] == "fired"]

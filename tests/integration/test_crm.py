@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 
 from aiohttp.test_utils import TestClient, TestServer
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 from kafka import KafkaProducer
 
 from stimmung.kafka import ensure_topics
@@ -43,8 +43,13 @@ def post(n: str, handle: str, text: str, followers: int = 100, likes: int = 0) -
 
 
 def docs(es: Elasticsearch, index: str) -> dict[str, dict]:
-    es.indices.refresh(index=index, ignore_unavailable=True)
-    hits = es.search(index=index, size=1000, query={"match_all": {}}, ignore_unavailable=True)["hits"]["hits"]
+    try:
+        es.indices.refresh(index=index, ignore_unavailable=True)
+        hits = es.search(index=index, size=1000, query={"match_all": {}}, ignore_unavailable=True)["hits"]["hits"]
+    except ApiError as err:
+        if err.status_code != 503:  # a brand-new index whose shard is not started yet
+            raise
+        return {}
     return {h["_source"].get("native_id", h["_id"]): h["_source"] for h in hits}
 
 

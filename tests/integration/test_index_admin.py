@@ -273,14 +273,18 @@ def test_setup_command_prepares_topics_templates_and_kibana_idempotently(setting
     config_file.write_text(yaml.safe_dump({**config, "kibana": {"url": f"http://127.0.0.1:{server.server_address[1]}"}}))
     first = _cli(config_file, "setup")
     assert first.returncode == 0, first.stderr
-    assert "5 topics created" in first.stderr and "templates v" in first.stderr and "saved objects imported" in first.stderr
+    from stimmung.kafka import topic_specs
+
+    assert f"{len(topic_specs(settings.kafka))} topics created" in first.stderr
+    assert "templates v" in first.stderr and "saved objects imported" in first.stderr
     second = _cli(config_file, "setup", "--no-kibana")
     assert second.returncode == 0 and "all existed" in second.stderr, second.stderr
     assert len(imported) == 1 and imported[0][0] == "/api/saved_objects/_import?overwrite=true"
     server.shutdown()
     admin = admin_client(settings.kafka)
     topics = settings.kafka.topics
-    assert {topics.raw, topics.enriched, topics.deadletter, topics.alerts, topics.privacy} <= set(admin.list_topics())
+    assert {topics.raw, topics.enriched, topics.deadletter, topics.alerts, topics.privacy, topics.consent,
+            topics.influence} <= set(admin.list_topics())
     admin.close()
     client = Elasticsearch(settings.elasticsearch.url)
     from stimmung.pipeline.index import IndexLayout
