@@ -528,50 +528,44 @@ def privacy_worker(obj: Context) -> None:
     worker_.run()
 
 
+def _run_faust_role(s: Settings, build, group: str, topic: str) -> None:
+    """Topics, /metrics + probes, consumer lag, then a Faust worker for the app ``build(s)`` makes."""
+    import faust
+
+    from stimmung.kafka import ensure_topics
+    from stimmung.lag import LagReporter
+    from stimmung.logs import logging_config
+    from stimmung.metrics import serve
+
+    ensure_topics(s.kafka)
+    serve(s.metrics.port, s.metrics.host)
+    if s.metrics.port:
+        LagReporter(s.kafka, group, [topic]).start()
+    app = build(s)
+    faust.Worker(app, loglevel=s.log_level.lower(),
+                 logging_config=logging_config(s.log_level, s.log_format)).execute_from_commandline()
+
+
 @main.command("worker")
 @click.pass_obj
 def worker(obj: Context) -> None:
     """Run the Faust enrichment worker (raw -> enriched)."""
-    import faust
-
-    from stimmung.kafka import ensure_topics
-    from stimmung.logs import logging_config
-    from stimmung.metrics import serve
-    from stimmung.lag import LagReporter
     from stimmung.pipeline.app import build_app
     from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
     s = obj.settings
     pseudonymizer_from_settings(s)  # fail fast, before Kafka, when the key is missing
-    ensure_topics(s.kafka)
-    serve(s.metrics.port, s.metrics.host)
-    if s.metrics.port:
-        LagReporter(s.kafka, s.pipeline.app_id, [s.kafka.topics.raw]).start()
-    app = build_app(s)
-    faust.Worker(app, loglevel=s.log_level.lower(),
-                 logging_config=logging_config(s.log_level, s.log_format)).execute_from_commandline()
+    _run_faust_role(s, build_app, s.pipeline.app_id, s.kafka.topics.raw)
 
 
 @main.command("alerting")
 @click.pass_obj
 def alerting(obj: Context) -> None:
     """Run complaint-spike alerting (enriched -> windowed counts -> detector -> alerts -> deliveries)."""
-    import faust
-
-    from stimmung.kafka import ensure_topics
-    from stimmung.lag import LagReporter
-    from stimmung.logs import logging_config
-    from stimmung.metrics import serve
     from stimmung.pipeline.alerting import build_alerting_app
 
     s = obj.settings
-    ensure_topics(s.kafka)
-    serve(s.metrics.port, s.metrics.host)
-    if s.metrics.port:
-        LagReporter(s.kafka, f"{s.pipeline.app_id}-alerting", [s.kafka.topics.enriched]).start()
-    app = build_alerting_app(s)
-    faust.Worker(app, loglevel=s.log_level.lower(),
-                 logging_config=logging_config(s.log_level, s.log_format)).execute_from_commandline()
+    _run_faust_role(s, build_alerting_app, f"{s.pipeline.app_id}-alerting", s.kafka.topics.enriched)
 
 
 @main.command("sink")

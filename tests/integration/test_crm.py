@@ -106,7 +106,7 @@ def test_consent_links_and_unlinks_mentions_and_erasure_takes_it_along(settings,
 
     # after the withdrawal a new post by Anna stays a pseudonym
     publish(settings, post("a3", ANNA, "Nordbahn, wieder Ärger mit der App"))
-    later = wait_for(lambda: (d := docs(es, mentions_index)).get("a3"), timeout=120, check=roles.check_alive,
+    later = wait_for(lambda: (_d := docs(es, mentions_index)).get("a3"), timeout=120, check=roles.check_alive,
                      message="Anna's new post indexed")
     assert not later["author"].get("contact_id") and later["author"]["pseudonym"] == granted.pseudonym
     assert not later.get("url")
@@ -140,7 +140,6 @@ def test_a_complaint_becomes_a_case_for_the_right_team_and_staff_work_it(setting
 
     from stimmung.config import load_settings
     from stimmung.pipeline.cases import CaseManager, CaseStore
-    from stimmung.pipeline.deliveries import Dispatcher
 
     class Hook(BaseHTTPRequestHandler):
         def do_POST(self):
