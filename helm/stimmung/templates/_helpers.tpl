@@ -62,7 +62,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if hasKey $refs "kafka-ca.crt" }}{{ $_ := set $kafkaSec "ssl_cafile" (include "stimmung.secretFile" "kafka-ca.crt") }}{{ end -}}
 {{- if hasKey $refs "kafka-client.crt" }}{{ $_ := set $kafkaSec "ssl_certfile" (include "stimmung.secretFile" "kafka-client.crt") }}{{ $_ := set $kafkaSec "ssl_keyfile" (include "stimmung.secretFile" "kafka-client.key") }}{{ end -}}
 {{- $t := .Values.kafka.topics -}}
-{{- $topics := dict "raw" $t.raw "enriched" $t.enriched "deadletter" $t.deadletter "alerts" $t.alerts "privacy" $t.privacy "partitions" (int $t.partitions) "replication_factor" (int $t.replicationFactor) -}}
+{{- $topics := dict "raw" $t.raw "enriched" $t.enriched "deadletter" $t.deadletter "alerts" $t.alerts "privacy" $t.privacy "consent" ($t.consent | default "stimmung.consent") "influence" ($t.influence | default "stimmung.author-influence") "partitions" (int $t.partitions) "replication_factor" (int $t.replicationFactor) -}}
 {{- $kafka := dict "bootstrap_servers" .Values.kafka.bootstrapServers "client_id" .Values.kafka.clientId "topics" $topics "security" $kafkaSec -}}
 {{- $es := dict "url" .Values.elasticsearch.url "mentions_index" .Values.elasticsearch.mentionsIndex "retention_days" (int .Values.elasticsearch.retentionDays) "index_period" .Values.elasticsearch.indexPeriod -}}
 {{- if .Values.elasticsearch.username }}{{ $_ := set $es "username" .Values.elasticsearch.username }}{{ end -}}
