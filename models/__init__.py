@@ -3,6 +3,14 @@
 from stimmung.models.base import Annotations, Annotator, Enricher, MentionText
 
 
+def builtin_annotator(m, sentiment: bool, topics: bool):
+    """The offline e5 annotator as ``models`` settings (``ModelSettings``) configure it."""
+    from stimmung.models.annotators import E5Annotator
+
+    return E5Annotator(sentiment_file=m.sentiment_file, taxonomy_file=m.taxonomy_file, batch_size=m.batch_size,
+                       threads=m.threads or None, quantization=m.quantization, sentiment=sentiment, topics=topics)
+
+
 def default_enricher(settings=None) -> Enricher:
     """The chain the settings ask for: language, then sentiment and topics (one encoder pass)."""
     from stimmung.config import ModelSettings
@@ -12,11 +20,7 @@ def default_enricher(settings=None) -> Enricher:
     chain: list = [LanguageAnnotator()]
     builtin_sentiment = m.sentiment == "builtin"
     if builtin_sentiment or m.topics:
-        from stimmung.models.annotators import E5Annotator
-
-        chain.append(E5Annotator(sentiment_file=m.sentiment_file, taxonomy_file=m.taxonomy_file,
-                                 batch_size=m.batch_size, threads=m.threads or None, quantize=m.quantize_int8,
-                                 sentiment=builtin_sentiment, topics=m.topics))
+        chain.append(builtin_annotator(m, sentiment=builtin_sentiment, topics=m.topics))
     if m.sentiment not in ("builtin", "off"):
         from stimmung.models.annotators import HFSentimentAnnotator
 
@@ -24,4 +28,4 @@ def default_enricher(settings=None) -> Enricher:
     return Enricher(chain)
 
 
-__all__ = ["Annotations", "Annotator", "Enricher", "MentionText", "default_enricher"]
+__all__ = ["Annotations", "Annotator", "Enricher", "MentionText", "builtin_annotator", "default_enricher"]

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
     docs = [d for d in read_germeval(args.tsv) if germeval_part(d) == "tune"]
-    annotator = E5Annotator(sentiment=False, topics=True)
+    annotator = E5Annotator(topics=True)  # with the sentiment file: the same single pass as the pipeline
     taxonomy = annotator.topics.taxonomy
     sims = annotator.topics.similarities(annotator.embed([d.text for d in docs]))
     thresholds: dict[str, float] = {}

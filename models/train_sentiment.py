@@ -7,7 +7,11 @@ is computed once and cached, then the top 4 layers and a linear head are trained
 cross-entropy, evaluated on UMSAB val after every epoch, and the best epoch (macro-F1 over all
 languages) is kept. The frozen-encoder baseline (mean-pooled e5 embeddings + logistic
 regression) is measured in the same run on the same split, and both are printed per language.
-Training is a separate command, never part of CI (about 20-30 minutes on 2 cores).
+Finally the topic projection is fitted (ridge regression from the pooled trunk and fine-tuned
+outputs onto e5's original embedding, so that one pass serves both sentiment and topics; see
+encoder.py) and saved in the same file. ``--projection-only`` fits it for an existing file
+without retraining. Training is a separate command, never part of CI (about 20-30 minutes on 2
+cores; the projection alone about 5).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from tqdm import tqdm
 
 from stimmung.models.datasets import Split, read_umsab
 from stimmung.models.e5_base import build_base_encoder
-from stimmung.models.encoder import MAX_TOKENS, TOP, SharedEncoder, load_base, save_sentiment, tokenize
+from stimmung.models.encoder import (MAX_TOKENS, TOP, SharedEncoder, load_base, load_sentiment, projection_features,
+                                     save_sentiment, tokenize)
 from stimmung.models.metrics import per_language_f1
 
 log = logging.getLogger("train_sentiment")
@@ -86,6 +91,36 @@ def frozen_embeddings(encoder: SharedEncoder, states, batch: int = 128) -> np.nd
     return out
 
 
+def projection_inputs(encoder: SharedEncoder, states, batch: int = 128) -> np.ndarray:
+    out = np.zeros((len(states), 2 * encoder.hidden), dtype=np.float32)
+    with torch.inference_mode():
+        for group in batches_by_length(states, list(range(len(states))), batch, False, random.Random(0)):
+            x, mask = collate(states, group)
+            out[group] = projection_features(x, encoder.sentiment.hidden_states(x, mask), mask).numpy()
+    return out
+
+
+def fit_topic_projection(encoder: SharedEncoder, train_states, val_states, alpha: float = 0.1,
+                         teacher_train: np.ndarray | None = None) -> dict:
+    """Ridge regression onto e5's original embedding; returns the fit's figures (val fidelity)."""
+    from sklearn.linear_model import Ridge
+
+    encoder.sentiment.eval()
+    teacher = frozen_embeddings(encoder, train_states) if teacher_train is None else teacher_train
+    ridge = Ridge(alpha=alpha).fit(projection_inputs(encoder, train_states), teacher)
+    projection = encoder.new_topic_projection()
+    with torch.no_grad():
+        projection.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32)))
+        projection.bias.copy_(torch.from_numpy(np.asarray(ridge.intercept_, dtype=np.float32)))
+    with torch.inference_mode():
+        mapped = torch.nn.functional.normalize(projection(torch.from_numpy(projection_inputs(encoder, val_states))), dim=-1)
+    cosine = (mapped.numpy() * frozen_embeddings(encoder, val_states)).sum(1)
+    figures = {"method": f"ridge(alpha={alpha}) on UMSAB train", "val_mean_cosine": round(float(cosine.mean()), 4),
+               "val_p5_cosine": round(float(np.percentile(cosine, 5)), 4)}
+    log.info("topic projection: %s", json.dumps(figures))
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--umsab", type=Path, required=True)
@@ -98,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=max(1, torch.get_num_threads()))
     p.add_argument("--limit", type=int, default=0, help="use only N training examples (smoke runs)")
     p.add_argument("--report", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument("--projection-only", action="store_true",
+                   help="keep the trained head in --out; only (re)fit its topic projection")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
@@ -121,11 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     val_states = cache_trunk(encoder, tokenizer, val.texts, desc="trunk(val)")
     log.info("trunk cached in %.0fs", time.monotonic() - started)
 
+    if args.projection_only:
+        meta = load_sentiment(encoder, args.out)
+        figures = fit_topic_projection(encoder, train_states, val_states)
+        meta["topic_projection"] = json.dumps(figures)
+        save_sentiment(encoder.sentiment, args.out, meta, encoder.topic_projection)
+        if args.report and args.report.is_file():
+            report = json.loads(args.report.read_text())
+            report["topic_projection"] = figures
+            args.report.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
+        return 0
+
     # Baseline, same run, same split: frozen encoder embeddings + logistic regression.
     from sklearn.linear_model import LogisticRegression
 
     baseline = LogisticRegression(max_iter=2000, C=1.0)
-    baseline.fit(frozen_embeddings(encoder, train_states), train.labels)
+    teacher_train = frozen_embeddings(encoder, train_states)  # also the topic projection's target
+    baseline.fit(teacher_train, train.labels)
     base_pred = baseline.predict(frozen_embeddings(encoder, val_states))
     baseline_f1 = per_language_f1(val.labels, base_pred.tolist(), val.languages)
     log.info("baseline (frozen e5 + logistic regression) val macro-F1: %s", json.dumps(baseline_f1))
@@ -172,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         "selected_on": "UMSAB val", "epoch": best[1], "top_layers": TOP, "max_tokens": MAX_TOKENS,
         "base": base_dir.name, "seed": args.seed,
     }
-    save_sentiment(head, args.out, meta)
+    projection = fit_topic_projection(encoder, train_states, val_states, teacher_train=teacher_train)
+    meta["topic_projection"] = json.dumps(projection)
+    save_sentiment(head, args.out, meta, encoder.topic_projection)
     report = {"meta": meta, "history": history, "baseline_val_macro_f1": baseline_f1,
-              "best_val_macro_f1": history[best[1] - 1]["val_macro_f1"], "seconds": time.monotonic() - started}
+              "best_val_macro_f1": history[best[1] - 1]["val_macro_f1"], "topic_projection": projection,
+              "seconds": time.monotonic() - started}
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -126,11 +126,9 @@ def models_evaluate() -> None:
 
 
 def _annotator(obj: Context, sentiment: bool, topics: bool):
-    from stimmung.models.annotators import E5Annotator
+    from stimmung.models import builtin_annotator
 
-    m = obj.settings.models
-    return E5Annotator(sentiment_file=m.sentiment_file, taxonomy_file=m.taxonomy_file, batch_size=m.batch_size,
-                       threads=m.threads or None, quantize=m.quantize_int8, sentiment=sentiment, topics=topics)
+    return builtin_annotator(obj.settings.models, sentiment=sentiment, topics=topics)
 
 
 def _sentiment_predictor(annotator):
@@ -233,7 +231,9 @@ def models_evaluate_topics(obj: Context, jsonl: Path, as_json: bool) -> None:
         examples = read_topic_jsonl(jsonl)
     except DatasetError as err:
         _fail(str(err))
-    annotator = _annotator(obj, False, True)
+    # Topics as the pipeline computes them: with the builtin sentiment model loaded, they come from
+    # the same single pass (see models/encoder.py).
+    annotator = _annotator(obj, obj.settings.models.sentiment == "builtin", True)
 
     result = evaluate_topics(examples, _topic_predictor(annotator), annotator.topics.taxonomy.names)
     if as_json:

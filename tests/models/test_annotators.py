@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from stimmung.models import Annotations, MentionText
@@ -49,3 +50,62 @@ def test_hf_sentiment_model_loads_by_path_and_annotates(tmp_path, base_dir):
     for a in out:
         assert a.sentiment.label in ("negative", "neutral", "positive")
         assert abs(sum(a.sentiment.probabilities.values()) - 1) < 1e-3
+
+
+MIXED = ["Danke!", "Mein Paket ist seit zwei Wochen nicht angekommen und niemand antwortet auf meine Mails.",
+         "Worst app ever", "Die Preise sind schon wieder gestiegen, das ist wirklich nicht mehr normal für so einen Tarif.",
+         "ok", "Is the service down for everyone right now? Nothing loads here in Hamburg since this morning."]
+
+
+def test_length_buckets_do_not_change_results(annotator):
+    """Sorting by token count and padding small buckets separately is only a speed-up: the same
+    texts give the same sentiment and topic embeddings whatever the bucket size."""
+    size = annotator.batch_size
+    try:
+        annotator.batch_size = 1
+        probs_1, embs_1 = annotator.encode(MIXED)
+        annotator.batch_size = 64
+        probs_64, embs_64 = annotator.encode(MIXED)
+    finally:
+        annotator.batch_size = size
+    assert np.allclose(probs_1, probs_64, atol=1e-4)
+    assert np.allclose(embs_1, embs_64, atol=1e-4)
+
+
+def test_one_pass_serves_sentiment_and_topics(annotator):
+    """The shipped sentiment file carries the topic projection, so the pipeline runs 12 layers, not
+    16; the projected embeddings stay close to e5's own (what the prototypes were defined in)."""
+    import torch
+
+    from stimmung.models.encoder import tokenize
+
+    encoder = annotator.encoder
+    assert encoder.single_pass
+    ids, mask = tokenize(annotator.tokenizer, MIXED)
+    with torch.inference_mode():
+        projected = encoder(ids, mask).embeddings
+        trunk = encoder.run_trunk(ids, mask)
+        original = encoder.run_original_top(trunk, mask)
+    cosine = (projected * original).sum(1)
+    assert float(cosine.min()) > 0.95, cosine
+    # and it is the projection, not the original branch, that the annotator uses
+    assert not torch.allclose(projected, original, atol=1e-3)
+
+
+def test_int8_feed_forward_quantisation_keeps_clear_cases(base_dir):
+    """The throughput option: int8 feed-forward blocks, attention and heads in fp32."""
+    import torch
+
+    from stimmung.models.annotators import E5Annotator
+
+    quick = E5Annotator(base_dir=base_dir, quantization="ffn")
+    assert isinstance(quick.encoder.trunk[0].intermediate.dense, torch.ao.nn.quantized.dynamic.Linear)
+    assert isinstance(quick.encoder.trunk[0].attention.self.query, torch.nn.Linear)
+    assert not isinstance(quick.encoder.topic_projection, torch.ao.nn.quantized.dynamic.Linear)
+    items = [MentionText("Absolut enttäuschend, nie wieder bestelle ich hier. Frechheit!"),
+             MentionText("Super Service, vielen herzlichen Dank, ich bin begeistert!")]
+    out = [Annotations() for _ in items]
+    quick.annotate(items, out)
+    assert [a.sentiment.label for a in out] == ["negative", "positive"]
+    with pytest.raises(ValueError, match="models.quantization"):
+        E5Annotator(base_dir=base_dir, quantization="int4")
