@@ -1,10 +1,16 @@
 """Topic labels by similarity to label prototypes in e5's multilingual embedding space.
 
 A taxonomy file (YAML) that operators edit lists labels, each with a description and a few
-example posts in any language. A label's prototype is the normalised mean of the embeddings of
-its description and examples (encoded with e5's ``query: `` prefix, like the posts). A post gets
+example posts in any language. A label's prototype is the mean of the embeddings of its
+description and examples (encoded with e5's ``query: `` prefix, like the posts). A post gets
 every label whose cosine similarity to the prototype reaches the label's threshold; its score
 maps the similarity to [0, 1] around that threshold (0.5 = exactly at the threshold).
+
+Similarities are taken after **centering**: the mean embedding of all taxonomy texts is
+subtracted from posts and prototypes. e5's raw cosines all sit in a narrow band (~0.87-0.93 for
+any two posts), so raw thresholds either fire a dozen labels on some posts or none on others;
+centered, they spread out and one threshold per label means something (chosen on GermEval tune:
+best-threshold F1 of the six mapped labels 12.2 -> 22.2 on average; 1-3 labels on most posts).
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-DEFAULT_THRESHOLD = 0.88
-SCORE_TEMPERATURE = 0.02
+DEFAULT_THRESHOLD = 0.2
+SCORE_TEMPERATURE = 0.05
 
 
 class TaxonomyError(ValueError):
@@ -65,31 +71,33 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
         if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
             raise TaxonomyError(f"{path}: label {name!r}: examples must be a list of non-empty strings")
         threshold = float(spec.get("threshold", default))
-        if not 0 < threshold < 1:
-            raise TaxonomyError(f"{path}: label {name!r}: threshold must be between 0 and 1")
+        if not -1 < threshold < 1:
+            raise TaxonomyError(f"{path}: label {name!r}: threshold must be a cosine between -1 and 1")
         labels.append(TopicLabel(str(name), spec["description"].strip(), tuple(e.strip() for e in examples), threshold))
     digest = hashlib.sha256(json.dumps([l.__dict__ for l in labels], sort_keys=True, default=list).encode()).hexdigest()[:12]
     return Taxonomy(tuple(labels), digest)
 
 
 class TopicClassifier:
-    def __init__(self, taxonomy: Taxonomy, prototypes: np.ndarray):
+    def __init__(self, taxonomy: Taxonomy, prototypes: np.ndarray, center: np.ndarray):
         self.taxonomy = taxonomy
-        self.prototypes = prototypes  # [labels, H], L2-normalised
+        self.prototypes = prototypes  # [labels, H], centered and L2-normalised
+        self.center = center  # [H], the mean embedding of the taxonomy's texts
         self.thresholds = np.array([l.threshold for l in taxonomy.labels], dtype=np.float32)
 
     @classmethod
     def build(cls, taxonomy: Taxonomy, embed) -> "TopicClassifier":
         """``embed(texts) -> [N, H]`` normalised embeddings (the same encoder the posts use)."""
-        protos = []
-        for label in taxonomy.labels:
-            vectors = embed([label.description, *label.examples])
-            mean = vectors.mean(axis=0)
-            protos.append(mean / np.linalg.norm(mean))
-        return cls(taxonomy, np.stack(protos).astype(np.float32))
+        per_label = [embed([label.description, *label.examples]) for label in taxonomy.labels]
+        center = np.concatenate(per_label).mean(axis=0)
+        protos = np.stack([vectors.mean(axis=0) - center for vectors in per_label])
+        protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+        return cls(taxonomy, protos.astype(np.float32), center.astype(np.float32))
 
     def similarities(self, embeddings: np.ndarray) -> np.ndarray:
-        return embeddings @ self.prototypes.T
+        centered = embeddings - self.center
+        centered /= np.maximum(np.linalg.norm(centered, axis=1, keepdims=True), 1e-9)
+        return centered @ self.prototypes.T
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """[N, labels] in [0, 1]; >= 0.5 means the label applies."""

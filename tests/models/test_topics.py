@@ -33,3 +33,31 @@ def test_topics_on_clear_cases(annotator):
     for (text, expected), row in zip(cases.items(), rows):
         labels = [label for label, _ in row]
         assert expected in labels, (text, row)
+
+
+def test_centering_spreads_crowded_similarities(tmp_path):
+    """Embeddings that all share one dominant direction (as e5's do) have raw cosines near 1 for
+    everything; after subtracting the taxonomy's mean the label directions separate."""
+    import numpy as np
+
+    from stimmung.models.topics import TopicClassifier
+
+    f = tmp_path / "t.yaml"
+    f.write_text("threshold: 0.5\nlabels:\n  a: {description: alpha, examples: [a1]}\n"
+                 "  b: {description: beta, examples: [b1]}\n  c: {description: gamma, examples: [c1]}\n")
+    common = np.array([10.0, 0, 0, 0])
+    direction = {"a": np.array([0, 1.0, 0, 0]), "b": np.array([0, 0, 1.0, 0]), "c": np.array([0, 0, 0, 1.0])}
+    first = {"alpha": "a", "a1": "a", "beta": "b", "b1": "b", "gamma": "c", "c1": "c"}
+
+    def embed(texts):
+        rows = [common + direction[first[t] if t in first else t] for t in texts]
+        return np.stack([r / np.linalg.norm(r) for r in rows])
+
+    clf = TopicClassifier.build(load_taxonomy(f), embed)
+    post = embed(["b"])
+    raw = post @ np.stack([embed(["a"])[0], embed(["b"])[0], embed(["c"])[0]]).T
+    assert raw.min() > 0.98  # raw cosines cannot tell the labels apart
+    assert clf.labels_for(post)[0][0][0] == "b"
+    assert [label for label, _ in clf.labels_for(post)[0]] == ["b"]
+    sims = clf.similarities(post)[0]
+    assert sims[1] > 0.9 and sims[0] < 0 and sims[2] < 0
