@@ -1,10 +1,22 @@
 """A compacted topic read whole by every worker: latest value per key, kept up to date.
 
-Why not a Faust GlobalTable: with faust-streaming 0.15.3 a worker with a GlobalTable hung in
-partition assignment on our broker (reproduced with a ten-line app; Faust's issue tracker has
-several GlobalTable recovery hangs). This is the same idea done plainly: one thread per worker
-assigns itself every partition (no consumer group), reads from the beginning and follows.
-The topic stays the source of truth; the view is rebuilt on every start.
+Why not a Faust GlobalTable over the consent topic (what one would reach for first), as found
+with faust-streaming 0.15.3 on our broker:
+
+* the partition assignor looks a global table's changelog up by its *default* name
+  (``<app id>-<table>-changelog``) even when the table was given its own changelog topic, so
+  assignment fails with a KeyError that the group coordinator swallows: the worker hangs after
+  "performing partition assignments" (fixable with a subclass that reports the real name);
+* with that fixed, the table is filled from the topic at start (recovery), but records that
+  another process writes to the topic while the worker runs — a consent withdrawal from
+  ``stimmung consent withdraw`` or the HTTP API — were still not applied 12 s later: Faust's
+  tables follow writes made through the table itself, and other workers' writes reach a
+  global table through standby replay, which did not pick them up here either. A withdrawal
+  must take effect at once, so that is not good enough.
+
+This is the same idea done plainly: one thread per worker assigns itself every partition (no
+consumer group), reads from the beginning and follows. The topic stays the source of truth; the
+view is rebuilt on every start.
 """
 
 from __future__ import annotations
