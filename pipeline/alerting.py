@@ -11,9 +11,10 @@ One Faust app (``stimmung alerting``, consumer group ``<app_id>-alerting``):
                                 (pipeline/spikes.py, empty windows included) and alert events sent
     alerts topic --deliver----> Elasticsearch alerts index (id = event id) and the routed channels
 
-Windows are in event time (the mention's creation). The watermark is the wall clock, or, while
-this app is behind on the enriched topic (catching up after downtime), the newest creation time
-it has read: a backlog closes windows as it is worked off instead of faking a dip. A mention
+Windows are in event time (the mention's creation). The watermark is the wall clock when this
+app is caught up and idle, and otherwise — mentions flowing, or a backlog after downtime — the
+newest creation time it has handed on: a backlog closes windows as it is worked off instead of
+faking a dip. No window closes during a rebalance. A mention
 for a window that is already closed is counted as late and dropped, never added to the current
 window (it would fake a spike). The tables' changelog topics make all of it survive restarts; the
 alert is acknowledged by Kafka before the series state that records it is written, and its event
@@ -36,6 +37,7 @@ from pydantic import ValidationError
 
 from stimmung.config import AlertingSettings, DetectorSettings, SeriesSettings, Settings
 from stimmung.health import HEALTH, beat_forever
+from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.kafka import faust_credentials
 from stimmung.metrics import ALERT_WINDOWS_CLOSED, ALERTS, LATE_MENTIONS
 from stimmung.pipeline.spikes import HISTORY, DetectorConfig, SpikeDetector, Verdict
@@ -197,6 +199,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
     kafka, topics, a = settings.kafka, settings.kafka.topics, settings.alerting
     app_id = f"{settings.pipeline.app_id}-alerting"
     (settings.pipeline.data_dir / "alerting").mkdir(parents=True, exist_ok=True)
+    install_faust_fixes()  # see pipeline/faust_fixes.py: no acks for skipped messages
     app = faust.App(
         app_id,
         broker=[f"kafka://{host}" for host in kafka.bootstrap_list],
@@ -222,31 +225,55 @@ def build_alerting_app(settings: Settings) -> faust.App:
     series_table = app.Table("alert-series", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes)
     delivered = app.Table("alert-delivered", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes)
     book = SeriesBook(settings, SpikeDetector(detector_config(a)))
-    progress: dict[str, Any] = {"max_t": 0.0, "offsets": {}}
+    # What the fan-out has handed on: per enriched partition the last offset whose counts are
+    # acknowledged on the counts topic, the newest creation time among them, and when the last one
+    # (or the end of the last rebalance) was. Ticks read it to pick their watermark.
+    progress: dict[str, Any] = {"max_t": 0.0, "offsets": {}, "active_at": time.monotonic(), "rebalancing": True}
+    idle_s = max(5.0, 3 * a.tick_s)
 
-    def watermark() -> float:
+    def watermark() -> float | None:
+        """The time up to which windows may close, or None for "do not tick now".
+
+        The wall clock closes windows only when the fan-out is caught up and idle (quiet brands
+        still get their windows closed); while mentions flow, or while it is behind on the
+        enriched topic (after a restart or an outage), the newest creation time it has handed on
+        does — so a backlog is counted in full before its windows close. No ticks during a
+        rebalance: the partitions' backlog is not visible yet.
+        """
         now = time.time()
-        try:  # behind on the enriched topic: let event time, not the wall clock, close windows
+        if app.rebalancing or not any(tp.topic == topics.enriched for tp in app.consumer.assignment()):
+            progress["rebalancing"] = True
+            return None
+        if progress["rebalancing"]:
+            progress["rebalancing"], progress["active_at"] = False, time.monotonic()
+        try:
             behind = any(app.consumer.highwater(tp) - 1 > offset for tp, offset in progress["offsets"].items())
-        except Exception:  # noqa: BLE001 - not assigned yet / no highwater known: assume caught up
+        except Exception:  # noqa: BLE001 - no highwater known yet for a partition: judge by activity alone
             behind = False
-        return min(now, progress["max_t"]) if behind and progress["max_t"] else now
+        busy = time.monotonic() - progress["active_at"] < idle_s
+        if behind or busy:
+            return min(now, progress["max_t"]) if progress["max_t"] else None
+        return now
 
     @app.agent(enriched, name="alert-fan-out")
     async def fan_out(stream):
         async for event in stream.events():
-            progress["offsets"][event.message.tp] = event.message.offset
             try:
                 mention = EnrichedMention.model_validate_json(event.value or b"")
             except ValidationError:
-                continue  # malformed: the sink dead-letters it; counting it nowhere is right
-            created = mention.created_at.timestamp()
-            progress["max_t"] = max(progress["max_t"], created)
-            item = {"id": mention.mention_id, "t": created, "sent": mention.sentiment.label if mention.sentiment else None,
-                    "plat": mention.platform, "sample": _sample(mention)}
-            sends = [await counts.send(key=key.encode(), value=json.dumps({**item, "labels": labels}).encode())
-                     for key, labels in series_of(mention, a.series)]
-            await asyncio.gather(*sends)  # acknowledged before this mention's offset may be committed
+                mention = None  # malformed: the sink dead-letters it; counting it nowhere is right
+            if mention is not None:
+                created = mention.created_at.timestamp()
+                item = {"id": mention.mention_id, "t": created, "plat": mention.platform, "sample": _sample(mention),
+                        "sent": mention.sentiment.label if mention.sentiment else None}
+                sends = [await counts.send(key=key.encode(), value=json.dumps({**item, "labels": labels}).encode())
+                         for key, labels in series_of(mention, a.series)]
+                await asyncio.gather(*sends)  # acknowledged before this mention's offset may be committed
+                progress["max_t"] = max(progress["max_t"], created)
+            # Only now: a tick that this progress lets close the window lands on the counts topic
+            # after this mention's counts (a tick racing ahead of them made the last one "late").
+            progress["offsets"][event.message.tp] = event.message.offset
+            progress["active_at"] = time.monotonic()
 
     @app.agent(counts, name="alert-count")
     async def count(stream):
@@ -331,7 +358,10 @@ def build_alerting_app(settings: Settings) -> faust.App:
         try:
             while True:
                 await asyncio.sleep(a.tick_s)
-                mark = json.dumps({"tick": watermark()}).encode()
+                tick = watermark()
+                if tick is None:
+                    continue
+                mark = json.dumps({"tick": tick}).encode()
                 for partition in range(topics.partitions):
                     await counts.send(key=TICK_KEY, value=mark, partition=partition)
         finally:

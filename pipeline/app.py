@@ -26,6 +26,7 @@ from stimmung.kafka import faust_credentials
 from stimmung.metrics import MENTIONS_ENRICHED
 from stimmung.models import Enricher, default_enricher
 from stimmung.pipeline.consent import consent_value
+from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.pipeline.enrich import InMessage, MentionEnrichment, dead_letter_bytes, enriched_bytes
 from stimmung.pipeline.influence import influence_score, update_author
 from stimmung.pipeline.views import CompactedView
@@ -38,6 +39,7 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
     kafka = settings.kafka
     topics = kafka.topics
     pipe = settings.pipeline
+    install_faust_fixes()  # see pipeline/faust_fixes.py: no acks for skipped messages
     app = faust.App(
         pipe.app_id,
         broker=[f"kafka://{host}" for host in kafka.bootstrap_list],

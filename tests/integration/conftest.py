@@ -19,12 +19,15 @@ import yaml
 from stimmung.config import Settings, load_settings
 from stimmung.localstack import LocalStack
 
+# Below Linux's ephemeral range (32768-60999): a port inside it can be taken at random as the
+# local end of some outgoing connection (seen: Kafka's own controller connection sat on 39300 in
+# TIME-WAIT, and Elasticsearch could not bind its transport port).
 PORTS = {
-    "kafka_port": int(os.environ.get("STIMMUNG_TEST_KAFKA_PORT", 39092)),
-    "kafka_controller_port": int(os.environ.get("STIMMUNG_TEST_KAFKA_CONTROLLER_PORT", 39093)),
-    "es_http_port": int(os.environ.get("STIMMUNG_TEST_ES_PORT", 39200)),
-    "es_transport_port": int(os.environ.get("STIMMUNG_TEST_ES_TRANSPORT_PORT", 39300)),
-    "kafka_sasl_port": int(os.environ.get("STIMMUNG_TEST_KAFKA_SASL_PORT", 39094)),
+    "kafka_port": int(os.environ.get("STIMMUNG_TEST_KAFKA_PORT", 29092)),
+    "kafka_controller_port": int(os.environ.get("STIMMUNG_TEST_KAFKA_CONTROLLER_PORT", 29093)),
+    "es_http_port": int(os.environ.get("STIMMUNG_TEST_ES_PORT", 29200)),
+    "es_transport_port": int(os.environ.get("STIMMUNG_TEST_ES_TRANSPORT_PORT", 29300)),
+    "kafka_sasl_port": int(os.environ.get("STIMMUNG_TEST_KAFKA_SASL_PORT", 29094)),
 }
 STATE_DIR = Path(os.environ.get("STIMMUNG_TEST_STATE_DIR", "/tmp/stimmung-test/stack"))
 PSEUDONYM_KEY = "integration-test-key-0123456789"
