@@ -920,6 +920,26 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], pseud
     click.echo(json.dumps({"pseudonyms": result.pseudonyms, "deleted": result.deleted, "method": result.method}))
 
 
+@main.command("migrate-indices")
+@click.pass_obj
+def migrate_indices(obj: Context) -> None:
+    """Move mentions from older index-template versions into the current one (after an upgrade).
+
+    Run once every sink runs the new version; until then old-version indices stay searchable
+    through the alias, but replayed mentions would show twice.
+    """
+    from tqdm import tqdm
+
+    from stimmung.pipeline.index import migrate_older_versions
+
+    with tqdm(desc="migrating", unit=" docs", file=sys.stderr) as bar:
+        report = migrate_older_versions(_es_client(obj), obj.settings.elasticsearch, progress=bar.update)
+    click.echo(json.dumps({"indices": report.indices, "copied": report.copied, "kept_newer": report.kept_newer,
+                           "failed": report.failed}))
+    if report.failed:
+        _fail(f"{report.failed} document(s) could not be migrated; their indices were kept (see the log)")
+
+
 # --- Kibana --------------------------------------------------------------------------------------------
 @main.group()
 def kibana() -> None:

@@ -294,3 +294,55 @@ def test_setup_command_prepares_topics_templates_and_kibana_idempotently(setting
     bad.write_text(yaml.safe_dump({**config, "elasticsearch": {**config["elasticsearch"], "url": "http://127.0.0.1:9"}}))
     failed = _cli(bad, "setup", "--wait", "3")
     assert failed.returncode == 1 and "not reachable at http://127.0.0.1:9" in failed.stderr
+
+
+def test_migrate_indices_moves_older_versions_into_the_current_one_once(settings, config, tmp_path, caplog):
+    """After a template-version bump, a replay would show a mention twice through the alias (old and
+    new version); `stimmung migrate-indices` copies the old documents over (a newer copy wins) and
+    deletes the old index — and keeps an old index whose documents it cannot read."""
+    from stimmung.pipeline.index import IndexLayout, migrate_older_versions, to_document
+
+    client = Elasticsearch(settings.elasticsearch.url)
+    es = settings.elasticsearch
+    layout = IndexLayout.from_settings(es)
+    old_version = TEMPLATE_VERSION - 1
+    only_old = mention("mig-1", "Nur im alten Index: Verspätung", created_at=NOW - timedelta(days=40))
+    both = mention("mig-2", "alte Fassung")
+    old_index = f"{layout.alias}-v{old_version}-{layout.period_key(NOW)}"
+    older_period = f"{layout.alias}-v{old_version}-{layout.period_key(only_old.created_at)}"
+    for index in {old_index, older_period}:
+        client.indices.create(index=index, aliases={layout.alias: {}})
+    client.index(index=older_period, id=only_old.mention_id, document=to_document(only_old))
+    client.index(index=old_index, id=both.mention_id, document=to_document(both))
+    newer = both.model_copy(update={"text": "neue Fassung"})
+    write(client, settings, [newer])  # the replay into the current version
+    client.indices.refresh(index=layout.alias)
+    assert client.count(index=layout.alias, query={"ids": {"values": [both.mention_id]}})["count"] == 2  # the problem
+    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.index"):
+        ensure_indices(client, es)  # what the sink does at start: it tells the operator
+    assert any("stimmung migrate-indices" in r.getMessage() for r in caplog.records)
+
+    config_file = tmp_path / "settings.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    run = _cli(config_file, "migrate-indices")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"indices": sorted({old_index, older_period}), "copied": 1, "kept_newer": 1,
+                                      "failed": 0}
+    for index in (old_index, older_period):
+        assert not client.indices.exists(index=index)
+    hits = client.search(index=layout.alias, query={"ids": {"values": [both.mention_id, only_old.mention_id]}})["hits"]["hits"]
+    assert sorted((h["_index"], h["_source"]["text"]) for h in hits) == sorted([
+        (layout.index_for(NOW), "neue Fassung"), (layout.index_for(only_old.created_at), only_old.text)])
+    migrated = next(h["_source"] for h in hits if h["_id"] == only_old.mention_id)
+    assert migrated["text_de"] == only_old.text and migrated["@timestamp"] == migrated["created_at"]
+
+    # a document that is not a mention any more: reported, and its index is kept
+    broken = f"{layout.alias}-v{old_version}-1999.01"
+    client.indices.create(index=broken, aliases={layout.alias: {}})
+    client.index(index=broken, id="x", document={"text": "no platform, no ids"}, refresh=True)
+    report = migrate_older_versions(client, es)
+    assert (report.indices, report.copied, report.failed) == ([broken], 0, 1)
+    assert client.indices.exists(index=broken)
+    failing = _cli(config_file, "migrate-indices")
+    assert failing.returncode != 0 and "could not be migrated" in failing.stderr
+    client.indices.delete(index=broken)
