@@ -11,10 +11,11 @@ One Faust app (``stimmung alerting``, consumer group ``<app_id>-alerting``):
                                 (pipeline/spikes.py, empty windows included) and alert events sent
     alerts topic --deliver----> Elasticsearch alerts index (id = event id) and the routed channels
 
-Windows are in event time (the mention's creation). The watermark is the wall clock when this
-app is caught up and idle, and otherwise — mentions flowing, or a backlog after downtime — the
-newest creation time it has handed on: a backlog closes windows as it is worked off instead of
-faking a dip. No window closes during a rebalance. A mention
+Windows are in event time (the mention's creation). The watermark (pipeline/watermark.py) is the
+wall clock when this app is idle and Kafka confirms it has read every enriched partition it holds,
+and otherwise — mentions flowing, or a backlog after downtime — the newest creation time it has
+handed on: a backlog closes windows as it is worked off instead of faking a dip. No window closes
+during a rebalance. A mention
 for a window that is already closed is counted as late and dropped, never added to the current
 window (it would fake a spike). The tables' changelog topics make all of it survive restarts; the
 alert is acknowledged by Kafka before the series state that records it is written, and its event
@@ -39,8 +40,9 @@ from stimmung.config import AlertingSettings, DetectorSettings, SeriesSettings, 
 from stimmung.health import HEALTH, beat_forever
 from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.kafka import faust_credentials
-from stimmung.metrics import ALERT_WINDOWS_CLOSED, ALERTS, LATE_MENTIONS
+from stimmung.metrics import ALERT_WATERMARK_DELAY, ALERT_WINDOWS_CLOSED, ALERTS, LATE_MENTIONS
 from stimmung.pipeline.spikes import HISTORY, DetectorConfig, SpikeDetector, Verdict
+from stimmung.pipeline.watermark import CatchUpProbe, FanOutProgress, pick_watermark
 from stimmung.retry import Backoff
 from stimmung.schemas.alert import Alert, AlertSample
 from stimmung.schemas.deadletter import DeadLetter
@@ -188,6 +190,31 @@ class SeriesBook:
 
 # --- the Faust app ------------------------------------------------------------------------------
 
+class HeldWindows:
+    """Makes a watermark that trails the wall clock visible: the delay as a gauge (alerts arrive that
+    much later than their window ends; a rule pages when it keeps growing) and one log line when
+    it crosses a few windows, one when it recovers."""
+
+    def __init__(self, window_s: float):
+        self.threshold_s = max(900.0, 3 * window_s)
+        self.last: float | None = None
+        self.started = time.time()
+        self.warned = False
+
+    def observe(self, tick: float | None, reason: str) -> None:
+        now = time.time()
+        if tick is not None:
+            self.last = tick if self.last is None else max(self.last, tick)
+        delay = now - (self.last if self.last is not None else self.started)
+        ALERT_WATERMARK_DELAY.set(max(0.0, delay))
+        if delay > self.threshold_s and not self.warned:
+            self.warned = True
+            log.warning("alert windows are held: alerts come late", extra={"delay_s": round(delay), "reason": reason})
+        elif delay <= self.threshold_s and self.warned:
+            self.warned = False
+            log.info("alert windows close on time again", extra={"delay_s": round(delay)})
+
+
 def counts_topic_name(settings: Settings) -> str:
     return f"{settings.pipeline.app_id}-alerting-counts"
 
@@ -225,38 +252,13 @@ def build_alerting_app(settings: Settings) -> faust.App:
     series_table = app.Table("alert-series", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes)
     delivered = app.Table("alert-delivered", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes)
     book = SeriesBook(settings, SpikeDetector(detector_config(a)))
-    # What the fan-out has handed on: per enriched partition the last offset whose counts are
-    # acknowledged on the counts topic, the newest creation time among them, and when the last one
-    # (or the end of the last rebalance) was. Ticks read it to pick their watermark.
-    progress: dict[str, Any] = {"max_t": 0.0, "offsets": {}, "active_at": time.monotonic(), "rebalancing": True}
-    idle_s = max(5.0, 3 * a.tick_s)
-
-    def watermark() -> float | None:
-        """The time up to which windows may close, or None for "do not tick now".
-
-        The wall clock closes windows only when the fan-out is caught up and idle (quiet brands
-        still get their windows closed); while mentions flow, or while it is behind on the
-        enriched topic (after a restart or an outage), the newest creation time it has handed on
-        does — so a backlog is counted in full before its windows close. No ticks during a
-        rebalance: the partitions' backlog is not visible yet.
-        """
-        now = time.time()
-        if app.rebalancing or not any(tp.topic == topics.enriched for tp in app.consumer.assignment()):
-            progress["rebalancing"] = True
-            return None
-        if progress["rebalancing"]:
-            progress["rebalancing"], progress["active_at"] = False, time.monotonic()
-        try:
-            behind = any(app.consumer.highwater(tp) - 1 > offset for tp, offset in progress["offsets"].items())
-        except Exception:  # noqa: BLE001 - no highwater known yet for a partition: judge by activity alone
-            behind = False
-        busy = time.monotonic() - progress["active_at"] < idle_s
-        if behind or busy:
-            return min(now, progress["max_t"]) if progress["max_t"] else None
-        return now
+    # What the fan-out has handed on; ticks read it (and ask Kafka) to pick their watermark.
+    progress = FanOutProgress(idle_s=max(5.0, 3 * a.tick_s))
+    probe = CatchUpProbe(kafka, app_id)
 
     @app.agent(enriched, name="alert-fan-out")
     async def fan_out(stream):
+        import os; await asyncio.sleep(float(os.environ.get("X_SLOW_START", 0)))  # TEMP experiment
         async for event in stream.events():
             try:
                 mention = EnrichedMention.model_validate_json(event.value or b"")
@@ -269,11 +271,10 @@ def build_alerting_app(settings: Settings) -> faust.App:
                 sends = [await counts.send(key=key.encode(), value=json.dumps({**item, "labels": labels}).encode())
                          for key, labels in series_of(mention, a.series)]
                 await asyncio.gather(*sends)  # acknowledged before this mention's offset may be committed
-                progress["max_t"] = max(progress["max_t"], created)
             # Only now: a tick that this progress lets close the window lands on the counts topic
             # after this mention's counts (a tick racing ahead of them made the last one "late").
-            progress["offsets"][event.message.tp] = event.message.offset
-            progress["active_at"] = time.monotonic()
+            progress.handed_on(event.message.topic, event.message.partition, event.message.offset,
+                               mention.created_at.timestamp() if mention is not None else None)
 
     @app.agent(counts, name="alert-count")
     async def count(stream):
@@ -355,10 +356,21 @@ def build_alerting_app(settings: Settings) -> faust.App:
         await asyncio.to_thread(ensure_indices, es, settings.elasticsearch)
         HEALTH.set_ready("alerting", True, "tables recovered, agents started")
         beats = asyncio.ensure_future(beat_forever("alerting", interval_s=5.0, stale_after_s=60.0))
+        held = HeldWindows(a.window_s)
+        was_rebalancing = True
         try:
             while True:
                 await asyncio.sleep(a.tick_s)
-                tick = watermark()
+                assigned = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic == topics.enriched)
+                rebalancing = app.rebalancing or not assigned  # the backlog is not visible yet
+                if was_rebalancing and not rebalancing:
+                    progress.rebalanced()
+                was_rebalancing = rebalancing
+                busy = progress.busy()
+                caught_up = None if rebalancing or busy else await probe.caught_up(assigned, progress.offsets)
+                tick, reason = pick_watermark(time.time(), rebalancing=rebalancing, busy=busy, caught_up=caught_up,
+                                              max_t=progress.max_t)
+                held.observe(tick, reason)
                 if tick is None:
                     continue
                 mark = json.dumps({"tick": tick}).encode()
@@ -366,6 +378,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
                     await counts.send(key=TICK_KEY, value=mark, partition=partition)
         finally:
             beats.cancel()
+            probe.close()
 
     app.stimmung_settings = settings
     return app

@@ -20,23 +20,36 @@ from stimmung.metrics import CONSUMER_LAG
 log = logging.getLogger(__name__)
 
 
+def committed_positions(consumer: KafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+    """Per partition (where the group will read next, end offset). The group's committed offset, or
+    the earliest retained one when it has no commit (or its commit has been deleted by retention)."""
+    end = consumer.end_offsets(partitions)
+    start = consumer.beginning_offsets(partitions)
+    positions = {}
+    for tp in partitions:
+        committed = consumer.committed(tp)
+        positions[tp] = (start[tp] if committed is None else max(committed, start[tp]), end[tp])
+    return positions
+
+
+def group_reader(settings: KafkaSettings, group: str, purpose: str) -> KafkaConsumer:
+    """A consumer that names the group but never subscribes: it reads the group's commits without
+    joining it (no rebalance)."""
+    return KafkaConsumer(**client_config(settings), client_id=f"{settings.client_id}-{purpose}", group_id=group,
+                         enable_auto_commit=False)
+
+
 def measure_lag(settings: KafkaSettings, group: str, topics: list[str]) -> dict[str, int]:
     """Committed lag per topic (partitions summed); a partition without a commit counts from its
     earliest retained offset."""
-    # A consumer that names the group but never subscribes reads its commits without joining it.
-    consumer = KafkaConsumer(**client_config(settings), client_id=f"{settings.client_id}-lag", group_id=group,
-                             enable_auto_commit=False)
+    consumer = group_reader(settings, group, "lag")
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
         if not partitions:
             return {}
-        end = consumer.end_offsets(partitions)
-        start = consumer.beginning_offsets(partitions)
         lag: dict[str, int] = {t: 0 for t in topics}
-        for tp in partitions:
-            committed = consumer.committed(tp)
-            position = start[tp] if committed is None else max(committed, start[tp])
-            lag[tp.topic] += max(0, end[tp] - position)
+        for tp, (position, end) in committed_positions(consumer, partitions).items():
+            lag[tp.topic] += max(0, end - position)
         return lag
     finally:
         consumer.close(autocommit=False)

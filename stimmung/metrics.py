@@ -96,6 +96,10 @@ ALERT_DELIVERY_SECONDS = Histogram(
 ALERT_WINDOWS_CLOSED = Counter(
     "stimmung_alert_windows_closed_total", "Count windows closed and judged by the spike detector"
 )
+ALERT_WATERMARK_DELAY = Gauge(
+    "stimmung_alert_watermark_delay_seconds",
+    "How far the alert watermark trails the wall clock: windows close (and alerts fire) this much after they end",
+)
 LATE_MENTIONS = Counter(
     "stimmung_late_mentions_total", "Mentions that arrived after their window had closed (not counted)"
 )

@@ -85,8 +85,11 @@ def test_prometheus_scrapes_every_role_and_loads_the_shipped_rules(promtool):
 
 def test_prometheus_rules_check_and_their_unit_tests_pass(promtool):
     rules = ROOT / "deploy" / "prometheus" / "stimmung-rules.yaml"
+    names = re.findall(r"^\s+- alert: (\w+)", rules.read_text(), flags=re.M)
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
-    assert checked.returncode == 0 and "7 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and f"{len(names)} rules found" in checked.stdout, checked.stdout + checked.stderr
+    tests = (ROOT / "tests" / "prometheus" / "stimmung-rules.test.yaml").read_text()
+    assert len(names) == 8 and all(f"alertname: {name}" in tests for name in names), "every rule has a promtool test"
     tested = subprocess.run([promtool, "test", "rules", "stimmung-rules.test.yaml"], cwd=ROOT / "tests" / "prometheus",
                             capture_output=True, text=True)
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr

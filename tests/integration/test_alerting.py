@@ -185,14 +185,63 @@ def test_restart_mid_window_loses_no_count_and_alerts_once(settings, config, rol
     roles.procs["alerting"].wait(10)
     roles.procs.pop("alerting")
     produce(settings, [mention(2020 + i, current + 3 + i * 0.1) for i in range(20)])
-    roles.start("alerting")
-    fired = wait_for(lambda: [a for a in posted(hook, "/alerts") if a["event"] == "fired"],
-                     # the dead member holds its partitions until Faust's 60 s session timeout, then the
-                     # tables are recovered from their changelogs: allow for both on a busy machine
-                     timeout=max(60.0, current + WINDOW + 300 - time.time()), check=roles.check_alive,
-                     message="the alert after the restart")
+    port = free_port()
+    roles.start("alerting", metrics_ports={"alerting": port})
+    try:
+        fired = wait_for(lambda: [a for a in posted(hook, "/alerts") if a["event"] == "fired"],
+                         # the dead member holds its partitions until Faust's 60 s session timeout, then
+                         # the tables are recovered from their changelogs: allow for both on a busy machine
+                         timeout=max(60.0, current + WINDOW + 300 - time.time()), check=roles.check_alive,
+                         message="the alert after the restart")
+    except AssertionError as err:  # say where it stopped: windows held, closed, mentions late?
+        try:
+            figures = {k: v for k, v in scrape(port).items() if k.startswith(("stimmung_alert", "stimmung_late"))}
+            figures.update({path: probe(port, path) for path in ("/healthz", "/readyz")})
+        except OSError as scrape_err:
+            figures = {"metrics unavailable": str(scrape_err)}
+        raise AssertionError(f"{err}; alerting worker metrics: {figures}") from None
     time.sleep(5)  # give a duplicate the chance to show up
     fired = [a for a in posted(hook, "/alerts") if a["event"] == "fired"]
     assert len(fired) == 1, "alerted once"
     assert fired[0]["observed"] == 40, "every mention counted once: none lost, none twice"
     hook.shutdown()
+
+
+def test_catch_up_is_asked_of_kafka_not_guessed_from_what_was_seen(settings):
+    import asyncio
+
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from stimmung.pipeline.watermark import CatchUpProbe
+
+    ensure_topics(settings.kafka)
+    topic = settings.kafka.topics.enriched
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    for n in range(3):
+        producer.send(topic, value=str(n).encode(), partition=0)  # partition 1 stays empty
+    producer.flush()
+    producer.close()
+    group = f"{settings.pipeline.app_id}-catchup"
+    probe = CatchUpProbe(settings.kafka, group)
+    both = [(topic, 0), (topic, 1)]
+
+    async def ask(handed):
+        return await probe.caught_up(both, handed)
+
+    try:
+        assert asyncio.run(ask({})) is False, "nothing handed on and no commit: 3 messages to read"
+        assert asyncio.run(ask({(topic, 0): 1})) is False, "offset 2 not handed on yet"
+        assert asyncio.run(ask({(topic, 0): 2})) is True, "handed on to the end (the commit trails)"
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_list, group_id=group, enable_auto_commit=False)
+        consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
+        consumer.close()
+        assert asyncio.run(ask({})) is True, "after a restart: the group's commit is at the end"
+    finally:
+        probe.close()
+    # Kafka unreachable: unknown, never "caught up"
+    dead = CatchUpProbe(settings.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"}), group)
+    try:
+        assert asyncio.run(dead.caught_up(both, {})) is None
+    finally:
+        dead.close()
