@@ -258,7 +258,6 @@ def build_alerting_app(settings: Settings) -> faust.App:
 
     @app.agent(enriched, name="alert-fan-out")
     async def fan_out(stream):
-        import os; await asyncio.sleep(float(os.environ.get("X_SLOW_START", 0)))  # TEMP experiment
         async for event in stream.events():
             try:
                 mention = EnrichedMention.model_validate_json(event.value or b"")
