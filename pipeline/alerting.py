@@ -40,9 +40,9 @@ from stimmung.config import AlertingSettings, DetectorSettings, SeriesSettings, 
 from stimmung.health import HEALTH, beat_forever
 from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.kafka import faust_credentials
-from stimmung.metrics import ALERT_WATERMARK_DELAY, ALERT_WINDOWS_CLOSED, ALERTS, LATE_MENTIONS
+from stimmung.metrics import ALERT_WINDOWS_CLOSED, ALERTS, LATE_MENTIONS
 from stimmung.pipeline.spikes import HISTORY, DetectorConfig, SpikeDetector, Verdict
-from stimmung.pipeline.watermark import CatchUpProbe, FanOutProgress, pick_watermark
+from stimmung.pipeline.watermark import CatchUpProbe, FanOutProgress, HeldWindows, pick_watermark
 from stimmung.retry import Backoff
 from stimmung.schemas.alert import Alert, AlertSample
 from stimmung.schemas.deadletter import DeadLetter
@@ -189,31 +189,6 @@ class SeriesBook:
 
 
 # --- the Faust app ------------------------------------------------------------------------------
-
-class HeldWindows:
-    """Makes a watermark that trails the wall clock visible: the delay as a gauge (alerts arrive that
-    much later than their window ends; a rule pages when it keeps growing) and one log line when
-    it crosses a few windows, one when it recovers."""
-
-    def __init__(self, window_s: float):
-        self.threshold_s = max(900.0, 3 * window_s)
-        self.last: float | None = None
-        self.started = time.time()
-        self.warned = False
-
-    def observe(self, tick: float | None, reason: str) -> None:
-        now = time.time()
-        if tick is not None:
-            self.last = tick if self.last is None else max(self.last, tick)
-        delay = now - (self.last if self.last is not None else self.started)
-        ALERT_WATERMARK_DELAY.set(max(0.0, delay))
-        if delay > self.threshold_s and not self.warned:
-            self.warned = True
-            log.warning("alert windows are held: alerts come late", extra={"delay_s": round(delay), "reason": reason})
-        elif delay <= self.threshold_s and self.warned:
-            self.warned = False
-            log.info("alert windows close on time again", extra={"delay_s": round(delay)})
-
 
 def counts_topic_name(settings: Settings) -> str:
     return f"{settings.pipeline.app_id}-alerting-counts"
@@ -369,7 +344,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
                 caught_up = None if rebalancing or busy else await probe.caught_up(assigned, progress.offsets)
                 tick, reason = pick_watermark(time.time(), rebalancing=rebalancing, busy=busy, caught_up=caught_up,
                                               max_t=progress.max_t)
-                held.observe(tick, reason)
+                held.observe(tick, reason, probe.last_detail)
                 if tick is None:
                     continue
                 mark = json.dumps({"tick": tick}).encode()

@@ -21,11 +21,13 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import TopicPartition
 
 from stimmung.config import KafkaSettings
 from stimmung.lag import committed_positions, group_reader
+from stimmung.metrics import ALERT_WATERMARK_DELAY
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,39 @@ def pick_watermark(now: float, *, rebalancing: bool, busy: bool, caught_up: bool
     return now, "caught up"
 
 
+class HeldWindows:
+    """Makes a watermark that trails the wall clock visible: the delay as a gauge (alerts arrive that
+    much later than their window ends; a rule pages when it keeps growing) and one log line when
+    it crosses a few windows, one when it recovers."""
+
+    def __init__(self, window_s: float):
+        self.threshold_s = max(900.0, 3 * window_s)
+        self.last: float | None = None
+        self.started = time.time()
+        self.warned = False
+        self.reason: str | None = None
+
+    def observe(self, tick: float | None, reason: str, partitions: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        if tick is not None:
+            self.last = tick if self.last is None else max(self.last, tick)
+        delay = now - (self.last if self.last is not None else self.started)
+        ALERT_WATERMARK_DELAY.set(max(0.0, delay))
+        if reason != self.reason:
+            # "mentions flowing" <-> "caught up" is the normal rhythm of a live stream: debug only
+            quiet = {reason, self.reason} <= {"mentions flowing", "caught up", None}
+            log.log(logging.DEBUG if quiet else logging.INFO, "alert watermark: " + reason,
+                    extra={"delay_s": round(delay), "partitions": partitions or {}})
+            self.reason = reason
+        if delay > self.threshold_s and not self.warned:
+            self.warned = True
+            log.warning("alert windows are held: alerts come late",
+                        extra={"delay_s": round(delay), "reason": reason, "partitions": partitions or {}})
+        elif delay <= self.threshold_s and self.warned:
+            self.warned = False
+            log.info("alert windows close on time again", extra={"delay_s": round(delay)})
+
+
 class CatchUpProbe:
     """Asks Kafka whether the fan-out has read every assigned enriched partition to its end.
 
@@ -75,15 +110,20 @@ class CatchUpProbe:
         self.settings, self.group = settings, group
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catch-up")
         self._reader = None
+        # What the last answer was made of, per partition: logged when windows are held.
+        self.last_detail: dict[str, dict[str, int]] = {}
 
     def _check(self, partitions: list[tuple[str, int]], handed: dict[tuple[str, int], int]) -> bool:
         if self._reader is None:
             self._reader = group_reader(self.settings, self.group, "catch-up")
         tps = [TopicPartition(topic, partition) for topic, partition in partitions]
+        detail, behind = {}, False
         for tp, (position, end) in committed_positions(self._reader, tps).items():
-            if position < end and handed.get((tp.topic, tp.partition), -1) < end - 1:
-                return False
-        return True
+            last = handed.get((tp.topic, tp.partition), -1)
+            detail[f"{tp.topic}[{tp.partition}]"] = {"committed": position, "handed_on": last, "end": end}
+            behind = behind or (position < end and last < end - 1)
+        self.last_detail = detail
+        return not behind
 
     async def caught_up(self, partitions: list[tuple[str, int]], handed: dict[tuple[str, int], int]) -> bool | None:
         try:

@@ -123,9 +123,9 @@ class Roles:
             if proc.poll() is not None:
                 raise AssertionError(f"{role} exited with {proc.returncode}:\n{self.log(role)}")
 
-    def log(self, role: str) -> str:
+    def log(self, role: str, tail: int = 6000) -> str:
         path = self.tmp_path / f"{role}.log"
-        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def roles(config, tmp_path, request):
     r.stop()
     if failed:
         for log in sorted(tmp_path.glob("*.log")):
-            print(f"----- {log.stem} log -----\n{r.log(log.stem)}", file=sys.stderr)
+            print(f"----- {log.stem} log -----\n{r.log(log.stem, tail=40000)}", file=sys.stderr)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -2,9 +2,12 @@
 fan-out is idle and Kafka confirmed it caught up; the catch-up probe itself is tested against the
 real broker in tests/integration/test_alerting.py."""
 
+import logging
 import time
 
-from stimmung.pipeline.watermark import FanOutProgress, pick_watermark
+from prometheus_client import REGISTRY
+
+from stimmung.pipeline.watermark import FanOutProgress, HeldWindows, pick_watermark
 
 NOW = 1_800_000_000.0
 
@@ -44,3 +47,28 @@ def test_progress_tracks_the_newest_creation_time_and_activity():
     time.sleep(0.06)
     progress.rebalanced()
     assert progress.busy()
+
+
+def test_held_windows_show_as_delay_and_say_why(caplog):
+    caplog.set_level(logging.DEBUG, logger="stimmung.pipeline.watermark")
+    held = HeldWindows(window_s=60)  # warns beyond max(900 s, 3 windows)
+    now = time.time()
+    held.observe(now - 5, "mentions flowing")
+    held.observe(now - 3, "caught up")
+    # the normal rhythm of a live stream is not news at INFO
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert REGISTRY.get_sample_value("stimmung_alert_watermark_delay_seconds") < 60
+    partitions = {"t.enriched[0]": {"committed": 3, "handed_on": 1, "end": 9}}
+    held.observe(None, "backlog", partitions)
+    info = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert [r.getMessage() for r in info] == ["alert watermark: backlog"]
+    assert info[0].partitions == partitions, "the log says which partition holds the windows"
+    held.last = now - 2000  # the watermark stuck for half an hour
+    held.observe(None, "backlog", partitions)
+    held.observe(None, "backlog", partitions)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].reason == "backlog", "warned once, with the reason"
+    assert REGISTRY.get_sample_value("stimmung_alert_watermark_delay_seconds") >= 2000
+    held.observe(time.time(), "caught up")
+    assert caplog.records[-1].getMessage() == "alert windows close on time again"
+    assert REGISTRY.get_sample_value("stimmung_alert_watermark_delay_seconds") < 60
