@@ -201,7 +201,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
     kafka, topics, a = settings.kafka, settings.kafka.topics, settings.alerting
     app_id = f"{settings.pipeline.app_id}-alerting"
     (settings.pipeline.data_dir / "alerting").mkdir(parents=True, exist_ok=True)
-    install_faust_fixes()  # see pipeline/faust_fixes.py: no acks for skipped messages
+    install_faust_fixes()  # see pipeline/faust_fixes.py: no acks for skipped messages, no delivery while seeking
     app = faust.App(
         app_id,
         broker=[f"kafka://{host}" for host in kafka.bootstrap_list],

@@ -39,7 +39,7 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
     kafka = settings.kafka
     topics = kafka.topics
     pipe = settings.pipeline
-    install_faust_fixes()  # see pipeline/faust_fixes.py: no acks for skipped messages
+    install_faust_fixes()  # see pipeline/faust_fixes.py: no acks for skipped messages, no delivery while seeking
     app = faust.App(
         pipe.app_id,
         broker=[f"kafka://{host}" for host in kafka.bootstrap_list],

@@ -11,6 +11,16 @@ agent). Faust's tracker has the family of symptoms (faust-streaming#216, #221, #
 The fix: the consumer refuses to record an acknowledgement for a message from another
 generation or while flow control is paused. Such a message is simply fetched and processed
 again (at worst a duplicate, which our idempotent ids make harmless), never lost.
+
+Second hole, same family: when a rebalance completes, Faust resumes the stream partitions and
+*then* seeks them to their committed offsets (``Recovery.on_recovery_completed``), with the flow
+already running. Mentions fetched and handed to the agents while the seek was under way were
+processed, the seek then put the read offset back under them, and the rest of that partition was
+never delivered: after a SIGKILL restart the alerting fan-out handed on one to four mentions of a
+partition and then nothing, the consumer's position at the partition's end and Faust's read offset
+below what had been processed (seen in a task and state dump of the stuck worker). The fix: the
+partitions being seeked are paused for the duration of the seek, so nothing is handed on while
+positions move; they resume at their committed offsets.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ def install() -> None:
     from faust.transport.consumer import Consumer
 
     if getattr(Consumer.ack, "_stimmung_fix", False):
-        return
+        return  # installed (both fixes) in this process already
     original = Consumer.ack
 
     @functools.wraps(original)
@@ -34,3 +44,18 @@ def install() -> None:
 
     ack._stimmung_fix = True
     Consumer.ack = ack
+
+    original_seek = Consumer.perform_seek
+
+    @functools.wraps(original_seek)
+    async def perform_seek(self) -> None:
+        moving = {tp for tp in self._get_active_partitions() if not self._is_changelog_tp(tp)}
+        self.pause_partitions(moving)
+        try:
+            await original_seek(self)
+        finally:
+            self.resume_partitions(moving)
+
+    perform_seek._stimmung_fix = True
+    Consumer.perform_seek = perform_seek
+

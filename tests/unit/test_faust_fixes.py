@@ -24,3 +24,65 @@ def test_a_message_from_another_generation_or_a_paused_flow_is_not_acknowledged(
     current = SimpleNamespace(generation_id=4, acked=False)
     assert Consumer.ack(fake_consumer(generation=4, flowing=False), current) is False
     assert current.acked is False
+
+
+class SeekingConsumer:
+    """The parts of faust's Consumer that ``perform_seek`` and the fix touch."""
+
+    def __init__(self, streams, changelogs, committed):
+        self.active, self.paused = set(streams) | set(changelogs), set()
+        self.changelogs, self.committed = set(changelogs), committed
+        self._read_offset, self._committed_offset = {}, {}
+        self.active_while_seeking = None
+
+    def _get_active_partitions(self):
+        return self.active
+
+    def _is_changelog_tp(self, tp):
+        return tp in self.changelogs
+
+    def pause_partitions(self, tps):
+        self.active -= set(tps)
+        self.paused |= set(tps)
+
+    def resume_partitions(self, tps):
+        self.active |= set(tps)
+        self.paused -= set(tps)
+
+    async def seek_to_committed(self):
+        self.active_while_seeking = set(self.active)
+        return dict(self.committed)
+
+
+def test_nothing_is_delivered_from_a_partition_while_it_is_being_seeked():
+    import asyncio
+
+    from faust.types import TP
+
+    install()
+    e0, e1, changelog = TP("enriched", 0), TP("enriched", 1), TP("series-changelog", 0)
+    consumer = SeekingConsumer(streams={e0, e1}, changelogs={changelog}, committed={e0: 26, e1: 24})
+    asyncio.run(Consumer.perform_seek(consumer))
+    # the stream partitions were not handed out while their positions moved ...
+    assert consumer.active_while_seeking == {changelog}
+    # ... and afterwards they read on from their committed offsets
+    assert consumer.active == {e0, e1, changelog} and not consumer.paused
+    assert consumer._read_offset == {e0: 26, e1: 24}
+
+
+def test_a_failed_seek_leaves_no_partition_paused():
+    import asyncio
+
+    import pytest
+
+    class Broken(SeekingConsumer):
+        async def seek_to_committed(self):
+            raise RuntimeError("coordinator gone")
+
+    install()
+    from faust.types import TP
+
+    consumer = Broken(streams={TP("enriched", 0)}, changelogs=set(), committed={})
+    with pytest.raises(RuntimeError):
+        asyncio.run(Consumer.perform_seek(consumer))
+    assert consumer.active == {TP("enriched", 0)} and not consumer.paused
