@@ -11,6 +11,9 @@ agent). Faust's tracker has the family of symptoms (faust-streaming#216, #221, #
 The fix: the consumer refuses to record an acknowledgement for a message from another
 generation or while flow control is paused. Such a message is simply fetched and processed
 again (at worst a duplicate, which our idempotent ids make harmless), never lost.
+(Faust's compiled stream iterator, the one used when its Cython extension is installed as
+here, inlines the acknowledgement instead of calling ``Consumer.ack`` and never acknowledges a
+skipped message; this patch covers the pure-Python iterator and every other caller.)
 
 Second hole, same family: when a rebalance completes, Faust resumes the stream partitions and
 *then* seeks them to their committed offsets (``Recovery.on_recovery_completed``), with the flow
