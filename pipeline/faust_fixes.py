@@ -4,9 +4,9 @@ After a rebalance (a worker restarted, another joined or died), Faust's stream s
 messages it had fetched for the old consumer generation, or while flow control is paused for
 recovery — rightly: the partition is fetched again from the committed offset. But it also
 *acknowledges* them (``streams.py``: ``do_ack or value is skipped_value``), which lets the
-consumer commit past messages no agent ever saw. Our alerting restart test lost 1-6 of 40
-mentions this way (the first ~3 offsets of each partition after the restart never reached the
-agent). Faust's tracker has the family of symptoms (faust-streaming#216, #221, #605).
+consumer commit past messages no agent ever saw. (Our alerting restart test, which lost 1-6 of
+40 mentions after a restart, first pointed here; the cause proven later is the seek race below.)
+Faust's tracker has the family of symptoms (faust-streaming#216, #221, #605).
 
 The fix: the consumer refuses to record an acknowledgement for a message from another
 generation or while flow control is paused. Such a message is simply fetched and processed
