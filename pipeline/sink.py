@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from stimmung.config import Settings
 from stimmung.health import HEALTH
 from stimmung.retry import Backoff
-from stimmung.kafka import DeadLetters, client_config, make_producer
+from stimmung.kafka import GROUP_METADATA_MAX_AGE_MS, DeadLetters, client_config, make_producer
 from stimmung.metrics import (
     MENTIONS_INDEXED,
     SINK_BULK_BYTES,
@@ -280,6 +280,7 @@ class ElasticsearchSink:
             auto_offset_reset="earliest",
             max_poll_records=s.pipeline.sink_batch_size,
             max_poll_interval_ms=600_000,
+            metadata_max_age_ms=GROUP_METADATA_MAX_AGE_MS,
         )
         self.consumer = consumer
         es_down = threading.Event()

@@ -41,6 +41,13 @@ def _unreachable(settings: KafkaSettings) -> str:
     return f"no Kafka broker reachable at {settings.bootstrap_servers} (is the stack up? try `stimmung stack up`)"
 
 
+# Our group consumers re-read topic metadata this often (kafka-python's default: 5 minutes). A
+# consumer that joined its group just as its topic was created got no partitions ("No partition
+# metadata for topic") and sat idle until the next refresh: seen once as a sink that indexed
+# nothing for three minutes. With 10 s it notices the partitions and rebalances onto them.
+GROUP_METADATA_MAX_AGE_MS = 10_000
+
+
 def client_config(settings: KafkaSettings) -> dict:
     """Connection settings every kafka-python client gets: brokers plus TLS/SASL."""
     sec = settings.security
