@@ -28,14 +28,14 @@ from typing import Any, Callable
 
 import httpx
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from stimmung.brandquery import Target, parse
 from stimmung.config import CaseRouteSettings, Settings, read_secret
 from stimmung.health import HEALTH
-from stimmung.kafka import GROUP_METADATA_MAX_AGE_MS, client_config
+from stimmung.kafka import group_consumer
 from stimmung.metrics import (CASE_FIRST_RESPONSE_SECONDS, CASE_MENTIONS, CASE_RESOLUTION_SECONDS, CASE_SLA_BREACHES,
                               CASES_OPENED)
 from stimmung.schemas.alert import Alert
@@ -294,10 +294,7 @@ class CaseManager:
 
         s = self.settings
         dispatcher = Dispatcher(s.alerting) if s.alerting.channels else None
-        consumer = KafkaConsumer(s.kafka.topics.enriched, **client_config(s.kafka), client_id=f"{s.kafka.client_id}-cases",
-                                 group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-                                 max_poll_records=200, max_poll_interval_ms=600_000,
-                                 metadata_max_age_ms=GROUP_METADATA_MAX_AGE_MS)
+        consumer = group_consumer(s.kafka, s.kafka.topics.enriched, self.group_id, "cases", 200)
         HEALTH.set_ready("cases", True, "consumer subscribed")
         log.info("case manager started", extra={"routes": len(s.crm.routes), "group": self.group_id})
         try:

@@ -53,11 +53,15 @@ def install() -> None:
     @functools.wraps(original_seek)
     async def perform_seek(self) -> None:
         moving = {tp for tp in self._get_active_partitions() if not self._is_changelog_tp(tp)}
+        generation = self.app.consumer_generation_id
         self.pause_partitions(moving)
         try:
             await original_seek(self)
         finally:
-            self.resume_partitions(moving)
+            # A rebalance during the seek paused everything for its own recovery, which resumes
+            # what the new assignment holds: resuming here would undo that.
+            if self.app.consumer_generation_id == generation:
+                self.resume_partitions(moving)
 
     perform_seek._stimmung_fix = True
     Consumer.perform_seek = perform_seek

@@ -13,11 +13,10 @@ import logging
 import threading
 from typing import Any, Callable
 
-from kafka import KafkaConsumer
 
 from stimmung.config import Settings
 from stimmung.health import HEALTH
-from stimmung.kafka import GROUP_METADATA_MAX_AGE_MS, client_config
+from stimmung.kafka import group_consumer
 from stimmung.pipeline.consent import ConsentService
 from stimmung.pipeline.erasure import erase
 from stimmung.pipeline.index import ensure_indices, make_client
@@ -56,10 +55,7 @@ class PrivacySignalWorker:
         pseudonymizer = pseudonymizer_from_settings(s)
         client = make_client(s.elasticsearch)
         ensure_indices(client, s.elasticsearch)
-        consumer = KafkaConsumer(s.kafka.topics.privacy, **client_config(s.kafka),
-                                 group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-                                 max_poll_records=50, max_poll_interval_ms=600_000,
-                                 metadata_max_age_ms=GROUP_METADATA_MAX_AGE_MS)
+        consumer = group_consumer(s.kafka, s.kafka.topics.privacy, self.group_id, "privacy", 50)
         try:
             HEALTH.set_ready("kafka", True, "consumer subscribed")
             while not self._stop.is_set() and not (until and until()):

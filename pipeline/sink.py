@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from stimmung.config import Settings
 from stimmung.health import HEALTH
 from stimmung.retry import Backoff
-from stimmung.kafka import GROUP_METADATA_MAX_AGE_MS, DeadLetters, client_config, make_producer
+from stimmung.kafka import DeadLetters, group_consumer, make_producer
 from stimmung.metrics import (
     MENTIONS_INDEXED,
     SINK_BULK_BYTES,
@@ -271,17 +271,7 @@ class ElasticsearchSink:
                                     s.elasticsearch.erasure_refresh_s)
         producer = make_producer(s.kafka)
         dead_letters = DeadLetters(producer, s.kafka.topics.deadletter)
-        consumer = KafkaConsumer(
-            s.kafka.topics.enriched,
-            **client_config(s.kafka),
-            client_id=f"{s.kafka.client_id}-sink",
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=s.pipeline.sink_batch_size,
-            max_poll_interval_ms=600_000,
-            metadata_max_age_ms=GROUP_METADATA_MAX_AGE_MS,
-        )
+        consumer = group_consumer(s.kafka, s.kafka.topics.enriched, self.group_id, "sink", s.pipeline.sink_batch_size)
         self.consumer = consumer
         es_down = threading.Event()
         writer = BulkWriter(client, setup.layout, setup.ilm, s.pipeline.sink_max_retries,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import (KafkaConnectionError, KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError,
                           TopicAlreadyExistsError)
@@ -39,13 +39,6 @@ def _unreachable(settings: KafkaSettings) -> str:
         return (f"no Kafka broker reachable at {settings.bootstrap_servers}, or it refused our credentials "
                 f"({sec.protocol} {sec.sasl_mechanism} as {sec.sasl_username!r})")
     return f"no Kafka broker reachable at {settings.bootstrap_servers} (is the stack up? try `stimmung stack up`)"
-
-
-# Our group consumers re-read topic metadata this often (kafka-python's default: 5 minutes). A
-# consumer that joined its group just as its topic was created got no partitions ("No partition
-# metadata for topic") and sat idle until the next refresh: seen once as a sink that indexed
-# nothing for three minutes. With 10 s it notices the partitions and rebalances onto them.
-GROUP_METADATA_MAX_AGE_MS = 10_000
 
 
 def client_config(settings: KafkaSettings) -> dict:
@@ -145,6 +138,20 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]
         return created
     finally:
         admin.close()
+
+
+def group_consumer(settings: KafkaSettings, topic: str, group_id: str, purpose: str, max_poll_records: int) -> KafkaConsumer:
+    """A consumer in a group, as every kafka-python role of ours reads: commits by hand after the
+    downstream write, starts at the earliest offset, and may take up to 10 minutes per batch (an
+    Elasticsearch outage) before the group gives its partitions away.
+
+    Topic metadata is re-read every 10 s (kafka-python's default: 5 minutes): a consumer that
+    joined its group just as its topic was being created got no partitions ("No partition
+    metadata for topic") and sat idle until the next refresh — seen once as a sink that indexed
+    nothing for three minutes."""
+    return KafkaConsumer(topic, **client_config(settings), client_id=f"{settings.client_id}-{purpose}", group_id=group_id,
+                         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=max_poll_records,
+                         max_poll_interval_ms=600_000, metadata_max_age_ms=10_000)
 
 
 def make_producer(settings: KafkaSettings, **overrides) -> KafkaProducer:

@@ -1,9 +1,12 @@
 """The at-least-once work-around for faust-streaming (pipeline/faust_fixes.py); the end-to-end
 proof is tests/integration/test_alerting.py's SIGKILL restart (40 of 40 counted)."""
 
+import asyncio
 from types import SimpleNamespace
 
+import pytest
 from faust.transport.consumer import Consumer
+from faust.types import TP
 
 from stimmung.pipeline.faust_fixes import install
 
@@ -30,6 +33,7 @@ class SeekingConsumer:
     """The parts of faust's Consumer that ``perform_seek`` and the fix touch."""
 
     def __init__(self, streams, changelogs, committed):
+        self.app = SimpleNamespace(consumer_generation_id=7)
         self.active, self.paused = set(streams) | set(changelogs), set()
         self.changelogs, self.committed = set(changelogs), committed
         self._read_offset, self._committed_offset = {}, {}
@@ -55,10 +59,6 @@ class SeekingConsumer:
 
 
 def test_nothing_is_delivered_from_a_partition_while_it_is_being_seeked():
-    import asyncio
-
-    from faust.types import TP
-
     install()
     e0, e1, changelog = TP("enriched", 0), TP("enriched", 1), TP("series-changelog", 0)
     consumer = SeekingConsumer(streams={e0, e1}, changelogs={changelog}, committed={e0: 26, e1: 24})
@@ -71,18 +71,25 @@ def test_nothing_is_delivered_from_a_partition_while_it_is_being_seeked():
 
 
 def test_a_failed_seek_leaves_no_partition_paused():
-    import asyncio
-
-    import pytest
-
     class Broken(SeekingConsumer):
         async def seek_to_committed(self):
             raise RuntimeError("coordinator gone")
 
     install()
-    from faust.types import TP
-
     consumer = Broken(streams={TP("enriched", 0)}, changelogs=set(), committed={})
     with pytest.raises(RuntimeError):
         asyncio.run(Consumer.perform_seek(consumer))
     assert consumer.active == {TP("enriched", 0)} and not consumer.paused
+
+
+def test_a_rebalance_during_the_seek_keeps_its_own_pauses():
+    class Rebalanced(SeekingConsumer):
+        async def seek_to_committed(self):
+            self.app.consumer_generation_id += 1  # a new assignment arrived meanwhile ...
+            self.pause_partitions(set(self.active))  # ... and paused everything for its recovery
+            return {}
+
+    install()
+    consumer = Rebalanced(streams={TP("enriched", 0)}, changelogs=set(), committed={})
+    asyncio.run(Consumer.perform_seek(consumer))
+    assert consumer.paused == {TP("enriched", 0)} and not consumer.active, "the new generation resumes them, not us"
