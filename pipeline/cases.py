@@ -36,8 +36,9 @@ from stimmung.brandquery import Target, parse
 from stimmung.config import CaseRouteSettings, Settings, read_secret
 from stimmung.health import HEALTH
 from stimmung.kafka import group_consumer
-from stimmung.metrics import (CASE_FIRST_RESPONSE_SECONDS, CASE_MENTIONS, CASE_RESOLUTION_SECONDS, CASE_SLA_BREACHES,
-                              CASES_OPENED)
+from stimmung.metrics import (CASE_FIRST_RESPONSE_SECONDS, CASE_MENTIONS, CASE_MENTIONS_SKIPPED, CASE_RESOLUTION_SECONDS,
+                              CASE_SLA_BREACHES, CASES_OPENED)
+from stimmung.pipeline.erasure import ErasureList
 from stimmung.schemas.alert import Alert
 from stimmung.schemas.case import Case, Reply
 from stimmung.schemas.mention import EnrichedMention, utcnow
@@ -219,6 +220,11 @@ class CaseManager:
         self.client = client
         self.router = Router(settings.crm.routes)
         self.store = CaseStore(client, settings.elasticsearch.cases_index, ticket_mirror(settings))
+        # Like the sink: a replay of an erased author's posts must never bring them back as a case
+        # (the text and address would name the author again). erase() deletes cases once more
+        # after this list's refresh interval, so nothing opened in between survives either.
+        self.erasures = ErasureList(client, settings.elasticsearch.erasures_index,
+                                    settings.elasticsearch.erasure_refresh_s)
         self.group_id = group_id or f"{settings.pipeline.app_id}-cases"
         self._stop = threading.Event()
         self._next_check = 0.0
@@ -227,10 +233,13 @@ class CaseManager:
         self._stop.set()
 
     def handle(self, m: EnrichedMention) -> str | None:
-        """Route one mention: 'opened', 'joined', 'duplicate' or None (no rule matched)."""
+        """Route one mention: 'opened', 'joined', 'duplicate', 'erased' or None (no rule matched)."""
         rule = self.router.route(m)
         if rule is None:
             return None
+        if m.author is not None and m.author.pseudonym in self.erasures.current():
+            CASE_MENTIONS_SKIPPED.labels(reason="erased").inc()
+            return "erased"
         if self.store.find({"term": {"mention_ids": m.mention_id}}):
             return "duplicate"  # a replay: the mention is already in its case
         existing = self.store.open_case_for(rule.queue, m)

@@ -41,15 +41,28 @@ class InMessage:
 
 
 def url_names_author(url: str | None, handle: str) -> bool:
-    """Does the post's address contain the author's handle (its local part)?"""
+    """Does the post's address name its author (the handle, its local part, or a profile handle)?
+
+    Covers Mastodon-style ``/@anna/123`` and ``/@anna@host/123``, plain ``/anna/...`` and handles
+    that are domains (Bluesky ``/profile/anna.bsky.social/post/...``). A Bluesky profile segment
+    that is not a DID names a handle even when it is not this author's spelling of it; a DID
+    (``did:plc:...``) is a stable, non-speaking id and stays.
+    """
     if not url:
         return False
     local = handle.strip().lstrip("@").split("@")[0].lower()
-    if len(local) < 2:
-        return False
     path = urlsplit(url).path.lower()
     segments = [seg for seg in path.split("/") if seg]
-    return any(seg in (local, "@" + local) or seg.startswith("@" + local + "@") for seg in segments)
+    for i, seg in enumerate(segments):
+        if seg.startswith("did:"):
+            continue  # the issue's accepted form: an opaque account id, not a name
+        if i > 0 and segments[i - 1] == "profile":
+            return True
+        if len(local) < 2:
+            continue
+        if seg in (local, "@" + local) or seg.startswith("@" + local + "@") or seg.startswith(local + "."):
+            return True
+    return False
 
 
 class MentionEnrichment:

@@ -69,6 +69,31 @@ def platforms_in_index(client: Elasticsearch, index: str) -> list[str]:
     return sorted(b["key"] for b in resp.get("aggregations", {}).get("p", {}).get("buckets", []))
 
 
+@dataclass
+class AuthorFootprint:
+    """What the index holds of one pseudonym: mentions, cases, and whether a consent record exists."""
+    pseudonym: str
+    platform: str
+    mentions: int
+    cases: int
+    consent: bool
+
+    @property
+    def empty(self) -> bool:
+        return not (self.mentions or self.cases or self.consent)
+
+
+def footprint(client: Elasticsearch, settings: ElasticsearchSettings, pseudonym: str, platform: str) -> AuthorFootprint:
+    """Count what an erasure of ``pseudonym`` would remove (shown before the operator confirms)."""
+    def count(index: str, field: str) -> int:
+        client.indices.refresh(index=index, ignore_unavailable=True)
+        return int(client.count(index=index, query={"term": {field: pseudonym}}, ignore_unavailable=True)["count"])
+
+    consent = client.options(ignore_status=404).get(index=settings.consents_index, id=pseudonym, _source=False)
+    return AuthorFootprint(pseudonym, platform, count(settings.mentions_index, AUTHOR_FIELD),
+                           count(settings.cases_index, CASE_AUTHOR_FIELD), bool(consent.get("found")))
+
+
 def erase(client: Elasticsearch, settings: ElasticsearchSettings, pseudonyms: dict[str, str], *,
           reason: str = "data-subject-request", requested_by: str | None = None,
           sweep_after_s: float | None = None, sleep: Callable[[float], None] = time.sleep) -> ErasureResult:

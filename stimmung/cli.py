@@ -875,16 +875,24 @@ def search_cmd(obj: Context, query: str | None, since: str, until: str | None, s
 
 @main.command("erase")
 @click.option("--author", "handle", default=None, help="The author's handle (as on the platform).")
-@click.option("--platform", multiple=True, help="Only on these platforms (default: every platform in the index).")
+@click.option("--platform", multiple=True, help="The author's platform(s). Needed when the handle has mentions on several.")
+@click.option("--all-platforms", is_flag=True,
+              help="Erase the handle on every platform where it has data (the same handle may be different people).")
 @click.option("--pseudonym", multiple=True, help="Erase by pseudonym instead (e.g. from an account-deletion event).")
+@click.option("--even-if-absent", is_flag=True,
+              help="Record the erasure although nothing is indexed yet (keeps future posts out; needs --platform).")
 @click.option("--reason", default="data-subject-request", show_default=True)
 @click.option("--requested-by", default=None, help="Operator or ticket reference (no personal data).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], pseudonym: tuple[str, ...], reason: str,
-              requested_by: str | None, yes: bool) -> None:
-    """Remove every indexed mention of an author, and keep it removed (replays included)."""
-    from stimmung.pipeline.erasure import erase, platforms_in_index
+def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], all_platforms: bool, pseudonym: tuple[str, ...],
+              even_if_absent: bool, reason: str, requested_by: str | None, yes: bool) -> None:
+    """Remove every indexed mention, case and consent of an author, and keep them removed (replays included).
+
+    Shows what it found per platform before asking; finding nothing is an error (exit 3): a typo in
+    the handle, the wrong platform or another pseudonym key than the workers' all look like that.
+    """
+    from stimmung.pipeline.erasure import erase, footprint, platforms_in_index
     from stimmung.pipeline.index import ensure_indices
     from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
@@ -893,23 +901,39 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], pseud
     es = obj.settings.elasticsearch
     client = _es_client(obj)
     ensure_indices(client, es)
-    targets: dict[str, str] = {}
     if handle:
         pseudonymizer = pseudonymizer_from_settings(obj.settings)
         platforms = list(platform) or platforms_in_index(client, es.mentions_index)
-        if not platforms:
-            _fail("no --platform given and the index has no mentions to tell which platforms exist")
-        targets = {pseudonymizer.pseudonym(p, handle): p for p in platforms}
+        candidates = {pseudonymizer.pseudonym(p, handle): p for p in platforms}
     else:
         import re
 
         bad = [p for p in pseudonym if not re.fullmatch(r"psn_[0-9a-f]{32}", p)]
         if bad:
             _fail(f"not a pseudonym: {', '.join(bad)}")
-        targets = {p: (platform[0] if platform else "unknown") for p in pseudonym}
+        candidates = {p: (platform[0] if platform else "unknown") for p in pseudonym}
+    found = [footprint(client, es, p, plat) for p, plat in candidates.items()]
+    present = [f for f in found if not f.empty]
+    if not present and not even_if_absent:
+        where = ", ".join(sorted(candidates.values())) or "no platform (the index is empty)"
+        _fail(f"nothing to erase: no mention, case or consent of this author on {where}. Check the handle and "
+              "--platform, and that this command uses the workers' pseudonym key (privacy.pseudonym_key); "
+              "--even-if-absent --platform P records the erasure anyway", code=3)
+    if even_if_absent and not present:
+        if not platform:
+            _fail("--even-if-absent needs --platform (which account to keep out)")
+        present = found
+    if handle and not platform and len(present) > 1 and not all_platforms:
+        lines = "\n".join(f"  {f.platform}: {f.mentions} mention(s), {f.cases} case(s)" for f in present)
+        _fail(f"this handle has data on {len(present)} platforms — possibly different people:\n{lines}\n"
+              "say which with --platform (or --all-platforms if it is the same person everywhere)")
+    for f in present:
+        _say(f"{f.platform} {f.pseudonym}: {f.mentions} mention(s), {f.cases} case(s), "
+             f"consent record: {'yes' if f.consent else 'no'}")
+    targets = {f.pseudonym: f.platform for f in present}
     if not yes:
-        click.confirm(f"Erase all mentions of {len(targets)} pseudonym(s) on {', '.join(sorted(set(targets.values())))}?",
-                      abort=True, err=True)
+        click.confirm(f"Erase all of the above ({sum(f.mentions for f in present)} mention(s), "
+                      f"{sum(f.cases for f in present)} case(s))?", abort=True, err=True)
     _say("erasing (second sweep after the sinks' refresh interval) ...")
     result = erase(client, es, targets, reason=reason, requested_by=requested_by)
     from stimmung.pipeline.consent import ConsentService
@@ -917,7 +941,8 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], pseud
     consents = ConsentService(obj.settings, client)
     for pseudonym_, platform_ in targets.items():
         consents.erase(pseudonym_, platform_, requested_by or _who())
-    click.echo(json.dumps({"pseudonyms": result.pseudonyms, "deleted": result.deleted, "method": result.method}))
+    click.echo(json.dumps({"pseudonyms": result.pseudonyms, "platforms": sorted(set(targets.values())),
+                           "deleted": result.deleted, "method": result.method}))
 
 
 @main.command("migrate-indices")

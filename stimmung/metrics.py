@@ -108,6 +108,7 @@ CONSENT_CHANGES = Counter(
 )
 CASES_OPENED = Counter("stimmung_cases_opened_total", "Cases opened by routing rules", ["queue", "priority"])
 CASE_MENTIONS = Counter("stimmung_case_mentions_total", "Mentions attached to cases (new or joined)", ["queue"])
+CASE_MENTIONS_SKIPPED = Counter("stimmung_case_mentions_skipped_total", "Routed mentions not attached to a case", ["reason"])
 CASE_FIRST_RESPONSE_SECONDS = Histogram(
     "stimmung_case_first_response_seconds", "Time from a case's opening to its first reply", ["queue", "priority"],
     buckets=(60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400),

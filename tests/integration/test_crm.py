@@ -233,6 +233,20 @@ def test_a_complaint_becomes_a_case_for_the_right_team_and_staff_work_it(setting
 
     erase(es, s.elasticsearch, {bob.author_pseudonym: "mastodon"}, sweep_after_s=0.5)
     assert not store.find({"term": {"case_id": bob.case_id}})
+
+    # a replay of Bob's posts (and a new one) brings back no case, no document, no address
+    time.sleep(s.elasticsearch.erasure_refresh_s + 0.5)
+    publish(s, post("c3", BOB, "Nordbahn hat schon wieder Verspätung, das ist eine Katastrophe"),
+            post("c5", BOB, "Nordbahn, meine Erstattung fehlt auch noch"),
+            post("c6", ANNA, "Nordbahn, danke für die schnelle Hilfe heute"))
+    wait_for(lambda: "c6" in docs(es, s.elasticsearch.mentions_index), timeout=120, check=roles.check_alive,
+             message="the replay went through the pipeline")
+    wait_for(lambda: (REGISTRY.get_sample_value("stimmung_case_mentions_skipped_total", {"reason": "erased"}) or 0) >= 2,
+             timeout=60, message="the case manager skipped both of the erased author's posts")
+    cases_now = [c.model_dump(mode="json") for c in store.find({"match_all": {}}, size=50)]
+    assert all(c["author_pseudonym"] != bob.author_pseudonym for c in cases_now), "no case for the erased author"
+    assert not {"c3", "c5"} & set(docs(es, s.elasticsearch.mentions_index)), "nor a document"
+    assert "bob" not in json.dumps(cases_now).lower()
     manager.stop()
     runner.join(10)
     hook.shutdown()

@@ -175,8 +175,18 @@ def test_erasure_removes_every_mention_of_the_author_and_survives_a_replay(setti
         return client.count(index=index, query=query or {"match_all": {}}, ignore_unavailable=True)["count"]
 
     wait_for(lambda: count() == 6, timeout=120, check=roles.check_alive, message="six mentions indexed")
-    done = _cli(roles.config_file, "erase", "--author", "@mausi007", "--yes", "--requested-by", "ticket-42")
+    # the same handle on two platforms may be two people: the command names both and asks which
+    ambiguous = _cli(roles.config_file, "erase", "--author", "@mausi007", "--yes")
+    assert ambiguous.returncode == 2 and "2 platforms" in ambiguous.stderr
+    assert "bluesky: 1 mention(s)" in ambiguous.stderr and "mastodon: 2 mention(s)" in ambiguous.stderr
+    # a handle nobody used (or another pseudonym key) finds nothing: an error, not "deleted: 0"
+    unknown = _cli(roles.config_file, "erase", "--author", "@nobody_here", "--yes")
+    assert unknown.returncode == 3 and "nothing to erase" in unknown.stderr
+    assert count() == 6, "nothing was erased by the refused calls"
+    done = _cli(roles.config_file, "erase", "--author", "@mausi007", "--all-platforms", "--yes",
+                "--requested-by", "ticket-42")
     assert done.returncode == 0, done.stderr
+    assert "mastodon psn_" in done.stderr and ": 2 mention(s), 0 case(s)" in done.stderr
     result = json.loads(done.stdout)
     assert result["deleted"] == 3 and result["method"] == "search+bulk"  # this node has no _delete_by_query
     assert "mausi" not in done.stderr.lower(), "the handle is not logged"

@@ -5,7 +5,7 @@ import pytest
 
 from stimmung.models import Enricher
 from stimmung.models.language import LanguageAnnotator
-from stimmung.pipeline.enrich import InMessage, MentionEnrichment
+from stimmung.pipeline.enrich import InMessage, MentionEnrichment, url_names_author
 from stimmung.schemas import RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer
 
@@ -79,3 +79,18 @@ def test_a_bad_brand_query_in_the_settings_names_brand_query_and_position():
     with pytest.raises(ConfigError) as info:
         load_settings(brands=[{"name": "Nordbahn", "queries": ["Nordbahn", "Nordbahn AND (Zug"]}])
     assert "brands.0.queries" in str(info.value) and "query 2" in str(info.value) and "character 18" in str(info.value)
+
+
+@pytest.mark.parametrize("url, handle, names", [
+    ("https://mastodon.social/@anna/1234", "@anna@mastodon.social", True),
+    ("https://other.example/@anna@mastodon.social/99", "anna@mastodon.social", True),
+    # Bluesky: a handle in the profile segment names the author, whatever its spelling ...
+    ("https://bsky.app/profile/matze.m.bsky.social/post/3k0001", "matze.m", True),
+    ("https://bsky.app/profile/matze.m.bsky.social/post/3k0001", "did:plc:abc", True),
+    # ... a DID does not
+    ("https://bsky.app/profile/did:plc:4xkq/post/3k0001", "did:plc:4xkq", False),
+    ("https://news.example/2026/11/nordbahn-verspaetung", "anna", False),
+    (None, "anna", False),
+])
+def test_urls_that_name_the_author_are_recognised(url, handle, names):
+    assert url_names_author(url, handle) is names
