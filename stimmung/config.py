@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 
@@ -37,7 +37,13 @@ def _default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "stimmung" / "stack"
 
 
-class TopicSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: unknown keys are errors, so `elasticsearch.ulr` is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopicSettings(_Section):
     raw: str = "stimmung.mentions.raw"
     enriched: str = "stimmung.mentions.enriched"
     deadletter: str = "stimmung.deadletter"
@@ -51,7 +57,7 @@ class TopicSettings(BaseModel):
     deadletter_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=60_000)
 
 
-class KafkaSecurity(BaseModel):
+class KafkaSecurity(_Section):
     """How clients authenticate to Kafka: TLS (server CA, optional client certificate for mTLS,
     e.g. a Strimzi TLS user) and/or SASL (SCRAM-SHA-512 is Strimzi's default, PLAIN for others)."""
 
@@ -74,7 +80,7 @@ class KafkaSecurity(BaseModel):
         return self
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "stimmung"
     topics: TopicSettings = TopicSettings()
@@ -93,7 +99,7 @@ class KafkaSettings(BaseModel):
         return self.bootstrap_servers.split(",")
 
 
-class HTTPServiceAuth(BaseModel):
+class HTTPServiceAuth(_Section):
     """Credentials for an HTTP service of the Elastic stack: an API key, or user + password; a CA."""
 
     api_key: SecretStr | None = None
@@ -140,7 +146,7 @@ class KibanaSettings(HTTPServiceAuth):
         return value.rstrip("/") if value else value
 
 
-class PipelineSettings(BaseModel):
+class PipelineSettings(_Section):
     app_id: str = "stimmung"
     enrich_batch_size: int = Field(64, ge=1, le=4096)
     enrich_batch_wait_s: float = Field(0.5, gt=0)
@@ -152,7 +158,7 @@ class PipelineSettings(BaseModel):
     data_dir: Path = Path("/tmp/stimmung-faust")
 
 
-class SeriesSettings(BaseModel):
+class SeriesSettings(_Section):
     """One family of count series the spike detector watches: per brand, optionally split by
     topic or platform, optionally only one sentiment or one topic."""
 
@@ -161,7 +167,7 @@ class SeriesSettings(BaseModel):
     topic: str | None = Field(None, description="Only mentions with this topic label (e.g. complaint)")
 
 
-class DetectorSettings(BaseModel):
+class DetectorSettings(_Section):
     """Explicit detector parameters; unset ones come from the sensitivity preset."""
 
     alpha: float | None = Field(None, gt=0, lt=1)
@@ -175,7 +181,7 @@ class DetectorSettings(BaseModel):
     max_incident_s: float | None = Field(None, gt=0)
 
 
-class ChannelSettings(BaseModel):
+class ChannelSettings(_Section):
     """Where alerts can go. Secrets (URLs with tokens, routing keys, HMAC secrets) from files or env."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -191,7 +197,7 @@ class ChannelSettings(BaseModel):
     notify_updates: bool = Field(False, description="Also send 'updated' events (Alertmanager always gets them)")
 
 
-class RouteSettings(BaseModel):
+class RouteSettings(_Section):
     """Alerts matching every given condition go to ``channels``; the first matching route wins
     unless ``continue_matching`` is set."""
 
@@ -202,7 +208,7 @@ class RouteSettings(BaseModel):
     continue_matching: bool = False
 
 
-class AlertingSettings(BaseModel):
+class AlertingSettings(_Section):
     window_s: int = Field(300, ge=1, description="Tumbling window of the counts (event time: the mention's creation)")
     lateness_s: float = Field(120.0, ge=0, description="Allowed lateness: a window closes this long after its end")
     tick_s: float = Field(10.0, gt=0, description="How often windows are checked for closing")
@@ -223,7 +229,7 @@ class AlertingSettings(BaseModel):
         return self
 
 
-class CRMApiSettings(BaseModel):
+class CRMApiSettings(_Section):
     """The consent endpoint for CRM systems (``stimmung consent serve``): bearer-token authenticated."""
 
     host: str = "0.0.0.0"
@@ -232,7 +238,7 @@ class CRMApiSettings(BaseModel):
     token_file: Path | None = None
 
 
-class CaseRouteSettings(BaseModel):
+class CaseRouteSettings(_Section):
     """Mentions matching every given condition open (or join) a case in ``queue``. First match wins."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -257,13 +263,13 @@ class CaseRouteSettings(BaseModel):
         return value
 
 
-class TicketWebhookSettings(BaseModel):
+class TicketWebhookSettings(_Section):
     url: str | None = Field(None, description="Mirror cases to a ticketing system (signed JSON on open/update/close)")
     secret: SecretStr | None = None
     secret_file: Path | None = None
 
 
-class InfluenceSettings(BaseModel):
+class InfluenceSettings(_Section):
     """Platform normalisation of the influence score (docs/influence.md)."""
 
     reference_followers: dict[str, int] = Field(default_factory=lambda: {
@@ -273,7 +279,7 @@ class InfluenceSettings(BaseModel):
     half_life_mentions: float = Field(20.0, gt=0, description="How fast an author's engagement average forgets")
 
 
-class CRMSettings(BaseModel):
+class CRMSettings(_Section):
     linking_purpose: Literal["service", "profiling", "marketing"] = Field(
         "service", description="The consent purpose that allows linking an author's mentions to a CRM contact")
     api: CRMApiSettings = CRMApiSettings()
@@ -283,7 +289,7 @@ class CRMSettings(BaseModel):
     influence: InfluenceSettings = InfluenceSettings()
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(_Section):
     """Which models enrich mentions. The offline default needs no network."""
 
     sentiment: str = Field("builtin", description="'builtin' (offline e5 model), 'off', or a Hugging Face model id/path")
@@ -300,17 +306,17 @@ class ModelSettings(BaseModel):
         "(small buckets waste little on padding)"))
 
 
-class PrivacySettings(BaseModel):
+class PrivacySettings(_Section):
     pseudonym_key: SecretStr | None = None
     pseudonym_key_file: Path | None = None
 
 
-class MetricsSettings(BaseModel):
+class MetricsSettings(_Section):
     port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 disables the endpoint")
     host: str = "0.0.0.0"
 
 
-class StackSettings(BaseModel):
+class StackSettings(_Section):
     """The local development/test stack (real Kafka + Elasticsearch on loopback)."""
 
     cache_dir: Path = Field(default_factory=_default_cache_dir)
@@ -339,7 +345,7 @@ class StackSettings(BaseModel):
         return self
 
 
-class BrandSettings(BaseModel):
+class BrandSettings(_Section):
     """A brand and the brand queries that say a mention is about it (docs/brand-queries.md)."""
 
     name: str = Field(min_length=1, max_length=200)
@@ -358,12 +364,12 @@ class BrandSettings(BaseModel):
         return queries
 
 
-class RSSSettings(BaseModel):
+class RSSSettings(_Section):
     feeds: list[str] = Field(default_factory=list, description="Feed URLs (RSS 0.9x/1.0/2.0, Atom)")
     interval_s: float = Field(300.0, gt=0, description="Seconds between sweeps")
 
 
-class HackerNewsSettings(BaseModel):
+class HackerNewsSettings(_Section):
     queries: list[str] = Field(default_factory=list, description="Algolia search queries, e.g. the brand names")
     base_url: str = "https://hn.algolia.com/api/v1"
     tags: str = "(story,comment)"
@@ -372,7 +378,7 @@ class HackerNewsSettings(BaseModel):
     start_back_s: int = Field(86_400, ge=0, description="First run: how far back to start")
 
 
-class MastodonInstance(BaseModel):
+class MastodonInstance(_Section):
     url: str = Field(description="Instance base URL, e.g. https://mastodon.social")
     timelines: list[str] = Field(min_length=1, description="'tag:<hashtag>', 'public' or 'local'")
     token: SecretStr | None = None
@@ -389,12 +395,12 @@ class MastodonInstance(BaseModel):
         return values
 
 
-class MastodonSettings(BaseModel):
+class MastodonSettings(_Section):
     instances: list[MastodonInstance] = Field(default_factory=list)
     interval_s: float = Field(60.0, gt=0)
 
 
-class RedditSettings(BaseModel):
+class RedditSettings(_Section):
     client_id: str | None = Field(None, description="A 'script' or 'web' app's id (reddit.com/prefs/apps)")
     client_secret: SecretStr | None = None
     client_secret_file: Path | None = None
@@ -406,7 +412,7 @@ class RedditSettings(BaseModel):
     api_url: str = "https://oauth.reddit.com"
 
 
-class BlueskySettings(BaseModel):
+class BlueskySettings(_Section):
     url: str = Field("wss://jetstream2.us-east.bsky.network", description="Jetstream instance (ws:// or wss://)")
     legacy: bool = Field(False, description="The instance only serves the v1 /subscribe endpoint")
     collections: list[str] = Field(default_factory=lambda: ["app.bsky.feed.post"])
@@ -414,7 +420,7 @@ class BlueskySettings(BaseModel):
         None, description="Jetstream's zstd dictionary file: ask for compressed frames (about 1/5 of the bandwidth)")
 
 
-class XSettings(BaseModel):
+class XSettings(_Section):
     bearer_token: SecretStr | None = None
     bearer_token_file: Path | None = None
     rules: dict[str, str] = Field(default_factory=dict, description=(
@@ -425,7 +431,7 @@ class XSettings(BaseModel):
     base_url: str = "https://api.x.com"
 
 
-class WebhookSettings(BaseModel):
+class WebhookSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger bodies get 413")
@@ -437,7 +443,7 @@ class WebhookSettings(BaseModel):
     generic_secret_file: Path | None = None
 
 
-class ConnectorSettings(BaseModel):
+class ConnectorSettings(_Section):
     checkpoint_dir: Path | None = Field(None, description="Connector cursors (default: <stack state>/../checkpoints)")
     filter_by_brands: bool = Field(True, description="Publish only mentions matching a brand query (when brands are configured)")
     timeout_s: float = Field(30.0, gt=0)
@@ -450,7 +456,7 @@ class ConnectorSettings(BaseModel):
     webhook: WebhookSettings = WebhookSettings()
 
 
-class ImportSettings(BaseModel):
+class ImportSettings(_Section):
     """Column mapping for CSV/JSONL imports: RawMention field -> column (dots reach into JSON)."""
 
     platform: str = "import"
@@ -528,11 +534,26 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def _known_names() -> set[str]:
+    names: set[str] = set()
+    for cls in [Settings, *_Section.__subclasses__()]:
+        names.update(cls.model_fields)
+    return names
+
+
 def _format_errors(err: ValidationError) -> str:
+    import difflib
+
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"  {loc}: {e['msg']}")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden" and e["loc"]:
+            msg = "unknown setting"
+            close = difflib.get_close_matches(str(e["loc"][-1]), sorted(_known_names()), n=1, cutoff=0.6)
+            if close:
+                msg += f" (did you mean '{close[0]}'?)"
+        lines.append(f"  {loc}: {msg}")
     return "invalid settings:\n" + "\n".join(lines)
 
 

@@ -69,3 +69,22 @@ def test_stack_ports_must_differ(monkeypatch):
     monkeypatch.setenv("STIMMUNG_STACK__ES_HTTP_PORT", "9092")
     with pytest.raises(ConfigError, match="distinct"):
         load_settings()
+
+
+def test_misspelled_nested_settings_are_refused_with_a_suggestion(tmp_path):
+    config = tmp_path / "typos.yaml"
+    config.write_text("elasticsearch:\n  ulr: http://es:9200\nkafka:\n  bootstrap_server: kafka:9092\n"
+                      "crm:\n  route: []\nalerting:\n  detector: {min_cnt: 3}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    message = str(err.value)
+    assert "elasticsearch.ulr: unknown setting (did you mean 'url'?)" in message
+    assert "kafka.bootstrap_server: unknown setting (did you mean 'bootstrap_servers'?)" in message
+    assert "crm.route: unknown setting (did you mean 'routes'?)" in message
+    assert "alerting.detector.min_cnt: unknown setting" in message
+
+
+def test_a_misspelled_nested_environment_variable_is_refused(monkeypatch):
+    monkeypatch.setenv("STIMMUNG_ELASTICSEARCH__ULR", "http://es:9200")
+    with pytest.raises(ConfigError, match="elasticsearch.ulr: unknown setting"):
+        load_settings()
