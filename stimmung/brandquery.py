@@ -8,7 +8,9 @@
 - ``"exact phrases"``; ``word*`` matches words starting with ``word`` (trailing only, 2+ letters).
 - ``a NEAR/n b``: a and b at most n words apart, in either order (a and b: words, phrases, or
   OR-groups of them such as ``(refund OR erstatt*)``).
-- ``author:handle``, ``site:example.com`` (subdomains too), ``lang:de``.
+- ``author:handle``, ``site:example.com`` (subdomains too), ``lang:de``; other ``name:`` prefixes
+  are errors (quote them to search the text). ``-word`` excludes like ``NOT word``.
+- A word also finds its possessive/genitive: ``Nordbahn`` finds "Nordbahns" and "Nordbahn's".
 - Case- and accent-insensitive ("Müller" = "muller", "STRASSE" = "Straße"); emoji are terms of
   their own (skin tones and variation selectors ignored).
 
@@ -147,8 +149,23 @@ class _Build(Transformer):
         return Term(tokens, prefix)
 
     @v_args(inline=True)
-    def word(self, token: Token) -> Term:
-        return self._term(token, str(token), phrase=False)
+    def word(self, token: Token) -> Node:
+        text = str(token)
+        if text == "NEAR" or text.startswith("NEAR/"):
+            self._fail("NEAR needs a distance in words, e.g. NEAR/3", token)
+        field = re.fullmatch(r"([^\W\d_]{2,}):(.*)", text)
+        if field and not text.startswith(("http:", "https:")):
+            # e.g. sentiment:negative from other tools' syntax: silently searching for the two
+            # words would find nothing, so say which fields exist (facets are search options).
+            self._fail(f"unknown field {field.group(1)}: (fields: author:, site:, lang:; sentiment, platform "
+                       f"and topic are search options such as --sentiment; to search the text, quote it: "
+                       f"\"{text}\")", token)
+        if text.startswith("-"):
+            # Brandwatch/X users exclude with a minus: -gewinnspiel means NOT gewinnspiel.
+            if len(text) == 1 or not (text[1].isalnum() or text[1] == "#"):
+                self._fail("to exclude something write NOT term (or -term directly before a word)", token)
+            return Not(self._term(token, text[1:], phrase=False))
+        return self._term(token, text, phrase=False)
 
     @v_args(inline=True)
     def phrase(self, token: Token) -> Term:
@@ -317,11 +334,17 @@ def _spans(term: Term, t: Target) -> list[tuple[int, int]]:
     return out
 
 
+def _word_forms(token: str) -> tuple[str, ...]:
+    """A word and its possessive/genitive: "Nordbahns" and "Kaufhafen's" are about the brand too.
+    (The stream tokenizer splits "kaufhafen's" at the apostrophe; the index keeps it whole.)"""
+    return (token, token + "s") if len(token) >= 3 and token[-1].isalpha() else (token,)
+
+
 def _compile(node: Node) -> Matcher:
     if isinstance(node, Term):
         if len(node.tokens) == 1 and not node.prefix:
-            token = node.tokens[0]
-            return lambda t: token in t.positions
+            forms = _word_forms(node.tokens[0])
+            return lambda t: any(form in t.positions for form in forms)
         return lambda t: bool(_spans(node, t))
     if isinstance(node, Field):
         value = node.value
@@ -375,6 +398,9 @@ def _span(term: Term) -> dict[str, Any]:
 def _es(node: Node, pseudonyms_for: Callable[[str], list[str]] | None) -> dict[str, Any]:
     if isinstance(node, Term):
         text = " ".join(node.tokens)
+        if not node.prefix and len(node.tokens) == 1 and len(forms := _word_forms(text)) > 1:
+            variants = [*forms, text + "'s"]  # the index keeps "kaufhafen's" (and ’s, folded) as one token
+            return {"bool": {"should": [{"match_phrase": {TEXT_FIELD: v}} for v in variants], "minimum_should_match": 1}}
         if not node.prefix:
             return {"match_phrase": {TEXT_FIELD: text}}
         if len(node.tokens) == 1:

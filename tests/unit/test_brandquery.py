@@ -47,6 +47,12 @@ CASES = [
     ("deliver*", "undelivered", "en", None, None, False),  # trailing wildcard only
     ("o2.de", "Mein Vertrag bei O2.de", "de", None, None, True),  # punctuation splits like a phrase
     ("ORANGE OR orange", "orange juice", None, None, None, True),  # upper-case words that start like operators
+    ("Kaufhafen", "Kaufhafen's app keeps crashing", "en", None, None, True),  # possessive
+    ("Kaufhafen", "Kaufhafen’s app keeps crashing", "en", None, None, True),
+    ("Nordbahn", "Die Verspätungen der Nordbahns nerven", "de", None, None, True),  # genitive
+    ("Nordbahn -Gewinnspiel", "Nordbahn Gewinnspiel: jetzt teilnehmen", "de", None, None, False),  # X/Brandwatch minus
+    ("Nordbahn -Gewinnspiel", "Nordbahn ist pünktlich", "de", None, None, True),
+    ('Nordbahn "sentiment:negative"', "nordbahn sentiment: negative", None, None, None, True),  # quoted: just text
 ]
 
 
@@ -71,6 +77,12 @@ def test_examples(query, text, language, url, author, expected):
     ("Nordbahn lang:deutsch", "language code", 14),
     ("Nordbahn site:intranet", "domain", 14),
     ('Nordbahn ""', "empty phrase", 9),
+    ("Nordbahn NEAR Erstattung", "NEAR needs a distance", 9),
+    ("Nordbahn NEAR/x Erstattung", "NEAR needs a distance", 9),
+    ("Nordbahn sentiment:negative", "unknown field sentiment:", 9),
+    ("platform:reddit Nordbahn", "unknown field platform:", 0),
+    ("Nordbahn - Gewinnspiel", "to exclude something write NOT", 9),
+    ("-Gewinnspiel", "besides NOT", 0),
 ])
 def test_errors_say_what_and_where(query, message, position):
     with pytest.raises(BrandQueryError) as info:
@@ -89,7 +101,9 @@ def test_compiles_to_elasticsearch_on_the_accent_insensitive_field():
     es = parse('Nordbahn (Verspätung* OR "Zug fällt aus") NOT lang:fr author:x').to_elasticsearch(
         pseudonyms_for=lambda handle: [f"psn_{handle}"])
     assert es == {"bool": {
-        "must": [{"match_phrase": {"text.folded": "nordbahn"}},
+        "must": [{"bool": {"should": [{"match_phrase": {"text.folded": "nordbahn"}},  # and its genitive/possessive
+                                      {"match_phrase": {"text.folded": "nordbahns"}},
+                                      {"match_phrase": {"text.folded": "nordbahn's"}}], "minimum_should_match": 1}},
                  {"bool": {"should": [{"prefix": {"text.folded": {"value": "verspatung"}}},
                                       {"match_phrase": {"text.folded": "zug fallt aus"}}], "minimum_should_match": 1}},
                  {"terms": {"author.pseudonym": ["psn_x"]}}],
