@@ -145,45 +145,66 @@ class CaseStore:
 
 # --- staff actions (CLI) -------------------------------------------------------------------------
 
-def claim(store: CaseStore, case_id: str, who: str) -> Case:
-    def change(c: Case) -> str:
-        if c.state == "done":
-            raise CaseError(f"{case_id} is closed")
-        c.assignee, c.state = who, "in_progress"
-        c.claimed_at = c.claimed_at or utcnow()
-        return "claimed"
-    return store.update(case_id, change)
+def _held_by_other(c: Case, who: str, take_over: bool, doing: str) -> None:
+    if c.assignee and c.assignee != who and not take_over:
+        raise CaseError(f"{c.case_id} is assigned to {c.assignee}; {doing} it anyway with --take-over")
 
 
-def reply(store: CaseStore, case_id: str, who: str, text: str) -> Case:
-    def change(c: Case) -> str:
-        if c.state == "done":
-            raise CaseError(f"{case_id} is closed")
-        now = utcnow()
-        c.replies.append(Reply(by=who, at=now, text=text))
+def apply_claim(c: Case, who: str, take_over: bool = False) -> str:
+    """Staff rules, pure: a case held by someone else is not taken over silently."""
+    if c.state == "done":
+        raise CaseError(f"{c.case_id} is closed")
+    if c.assignee == who and c.state == "in_progress":
+        raise CaseError(f"{c.case_id} is already yours")
+    _held_by_other(c, who, take_over, "claim")
+    c.assignee, c.state = who, "in_progress"
+    c.claimed_at = c.claimed_at or utcnow()
+    return "claimed"
+
+
+def apply_reply(c: Case, who: str, text: str, take_over: bool = False) -> str:
+    if not text or not text.strip():
+        raise CaseError("a reply needs text (an empty one would count as the first response)")
+    if c.state == "done":
+        raise CaseError(f"{c.case_id} is closed")
+    _held_by_other(c, who, take_over, "answer")
+    now = utcnow()
+    c.replies.append(Reply(by=who, at=now, text=text.strip()))
+    if c.first_response_at is None:
+        c.first_response_at = now
+        c.first_response_s = (now - c.created_at).total_seconds()
+    c.assignee = who
+    c.state = "in_progress"
+    return "replied"
+
+
+def apply_close(c: Case, who: str, text: str | None = None, take_over: bool = False) -> str:
+    if c.state == "done":
+        raise CaseError(f"{c.case_id} is already closed")
+    _held_by_other(c, who, take_over, "close")
+    now = utcnow()
+    if text and text.strip():
+        c.replies.append(Reply(by=who, at=now, text=text.strip()))
         if c.first_response_at is None:
-            c.first_response_at = now
-            c.first_response_s = (now - c.created_at).total_seconds()
-        c.assignee = c.assignee or who
-        c.state = "in_progress"
-        return "replied"
-    return store.update(case_id, change)
+            c.first_response_at, c.first_response_s = now, (now - c.created_at).total_seconds()
+    c.state, c.resolved_at = "done", now
+    c.resolution_s = (now - c.created_at).total_seconds()
+    c.assignee = c.assignee if c.assignee and not take_over else who
+    return "closed"
 
 
-def close(store: CaseStore, case_id: str, who: str, text: str | None = None) -> Case:
-    def change(c: Case) -> str:
-        if c.state == "done":
-            raise CaseError(f"{case_id} is already closed")
-        now = utcnow()
-        if text:
-            c.replies.append(Reply(by=who, at=now, text=text))
-            if c.first_response_at is None:
-                c.first_response_at, c.first_response_s = now, (now - c.created_at).total_seconds()
-        c.state, c.resolved_at = "done", now
-        c.resolution_s = (now - c.created_at).total_seconds()
-        c.assignee = c.assignee or who
-        return "closed"
-    return store.update(case_id, change)
+def claim(store: CaseStore, case_id: str, who: str, take_over: bool = False) -> Case:
+    return store.update(case_id, lambda c: apply_claim(c, who, take_over))
+
+
+def reply(store: CaseStore, case_id: str, who: str, text: str, take_over: bool = False) -> Case:
+    if not text or not text.strip():  # before any read: nothing to change
+        raise CaseError("a reply needs text (an empty one would count as the first response)")
+    return store.update(case_id, lambda c: apply_reply(c, who, text, take_over))
+
+
+def close(store: CaseStore, case_id: str, who: str, text: str | None = None, take_over: bool = False) -> Case:
+    return store.update(case_id, lambda c: apply_close(c, who, text, take_over))
 
 
 def ticket_mirror(settings: Settings) -> Callable[[Case, str], None] | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.helpers import bulk, scan
@@ -37,6 +37,8 @@ UNLINK_SCRIPT = ("if (ctx._source.author != null) { ctx._source.author.remove('c
                  "if (ctx._source.author.linked_url == true) { ctx._source.remove('url'); "
                  "ctx._source.author.remove('linked_url') } }")
 UNLINK_CASE_SCRIPT = "ctx._source.remove('contact_id')"
+LINK_SCRIPT = "if (ctx._source.author != null) { ctx._source.author.contact_id = params.contact_id }"
+LINK_CASE_SCRIPT = "ctx._source.contact_id = params.contact_id"
 
 
 class ConsentService:
@@ -67,8 +69,14 @@ class ConsentService:
             # Another contact held this author: that link ends before the new one starts.
             self._unlink(pseudonym)
         self._publish(record)
+        linked = 0
+        if record.allows(self.settings.crm.linking_purpose):
+            # What is indexed already gets the link now, as a withdrawal removes it at once.
+            # (Addresses that name the author were never stored: they come back only with new posts.)
+            linked = self._link(pseudonym, contact_id)
         self._audit(ConsentAudit(action="grant", pseudonym=pseudonym, platform=record.platform, contact_id=contact_id,
                                  purposes=list(purposes), source=source, evidence=evidence))
+        log.info("consent granted", extra={"pseudonym": pseudonym, "linked": linked})
         CONSENT_CHANGES.labels(action="grant").inc()
         return record
 
@@ -126,6 +134,26 @@ class ConsentService:
     def _audit(self, entry: ConsentAudit) -> None:
         self.client.index(index=self.audit_index, document=entry.model_dump(mode="json"), refresh="wait_for")
 
+    def _link(self, pseudonym: str, contact_id: str) -> int:
+        """Set the contact id on every indexed mention and case of ``pseudonym``; returns how many."""
+        es = self.settings.elasticsearch
+
+        def link_mention(source: dict) -> None:
+            if source.get("author") is not None:
+                source["author"]["contact_id"] = contact_id
+
+        def link_case(source: dict) -> None:
+            source["contact_id"] = contact_id
+
+        total = 0
+        for index, field, link, script, transform in (
+                (es.mentions_index, "author.pseudonym", "author.contact_id", LINK_SCRIPT, link_mention),
+                (es.cases_index, "author_pseudonym", "contact_id", LINK_CASE_SCRIPT, link_case)):
+            query = {"bool": {"filter": [{"term": {field: pseudonym}}],
+                              "must_not": [{"term": {link: contact_id}}]}}
+            total += update_by_query(self.client, index, query, script, transform, {"contact_id": contact_id})
+        return total
+
     def _unlink(self, pseudonym: str) -> int:
         """Remove the contact id from every mention and case of ``pseudonym``; returns how many."""
         es = self.settings.elasticsearch
@@ -139,12 +167,13 @@ class ConsentService:
 
 
 def update_by_query(client: Elasticsearch, index: str, query: dict, script: str,
-                    transform: Callable[[dict], None]) -> int:
+                    transform: Callable[[dict], None], params: dict[str, Any] | None = None) -> int:
     """``_update_by_query`` with a Painless ``script``; on a cluster without the reindex or Painless
     modules, the same change as ``transform`` applied to each source, written back with
     optimistic concurrency (a document changed meanwhile is read again on the next pass)."""
     try:
-        resp = client.update_by_query(index=index, query=query, script={"source": script, "lang": "painless"},
+        resp = client.update_by_query(index=index, query=query,
+                                      script={"source": script, "lang": "painless", **({"params": params} if params else {})},
                                       refresh=True, conflicts="proceed", ignore_unavailable=True, allow_no_indices=True)
         return int(resp.get("updated", 0))
     except ApiError as err:

@@ -272,10 +272,12 @@ class TicketWebhookSettings(_Section):
 class InfluenceSettings(_Section):
     """Platform normalisation of the influence score (docs/influence.md)."""
 
+    # "A clearly influential account": the lower end of what marketers call macro influencers on
+    # each platform (earlier, lower references scored half of all ordinary authors 80+).
     reference_followers: dict[str, int] = Field(default_factory=lambda: {
-        "x": 10_000, "bluesky": 5_000, "mastodon": 2_000, "reddit": 1_000, "hackernews": 1_000, "default": 5_000})
+        "x": 100_000, "bluesky": 20_000, "mastodon": 10_000, "reddit": 20_000, "hackernews": 5_000, "default": 20_000})
     reference_engagement: dict[str, float] = Field(default_factory=lambda: {
-        "x": 50.0, "bluesky": 20.0, "mastodon": 10.0, "reddit": 50.0, "hackernews": 20.0, "default": 20.0})
+        "x": 500.0, "bluesky": 200.0, "mastodon": 100.0, "reddit": 500.0, "hackernews": 200.0, "default": 200.0})
     half_life_mentions: float = Field(20.0, gt=0, description="How fast an author's engagement average forgets")
 
 

@@ -119,12 +119,18 @@ def test_consent_links_and_unlinks_mentions_and_erasure_takes_it_along(settings,
                                                     settings.elasticsearch.consent_audit_index)])
     assert "anna" not in everything.lower() and "bob@" not in everything.lower()
 
+    # a grant links what is indexed already, as a withdrawal unlinks at once
+    service.grant("mastodon", BOB, "C-2002", ["service"], "cli:test")
+    assert docs(es, mentions_index)["b1"]["author"]["contact_id"] == "C-2002"
+
     # consent again, then erasure: mentions, consent state and links go; the erasure is audited
     service.grant("mastodon", ANNA, "C-1001", ["service", "profiling"], "cli:test")
-    assert service.erase(granted.pseudonym, "mastodon", "cli:test") >= 0
+    relinked = docs(es, mentions_index)
+    assert [relinked[n]["author"].get("contact_id") for n in ("a1", "a2", "a3")] == ["C-1001"] * 3
+    assert service.erase(granted.pseudonym, "mastodon", "cli:test") == 3, "the erasure unlinked Anna's three mentions"
     assert service.current(granted.pseudonym) is None
     audit = [a["action"] for a in docs(es, settings.elasticsearch.consent_audit_index).values()]
-    assert audit.count("erase") == 1
+    assert audit.count("erase") == 1 and audit.count("grant") == 3
 
 
 def test_a_complaint_becomes_a_case_for_the_right_team_and_staff_work_it(settings, config, roles, tmp_path):
