@@ -17,9 +17,10 @@ from typing import Any, Callable
 from stimmung.config import Settings
 from stimmung.health import HEALTH
 from stimmung.kafka import group_consumer
-from stimmung.pipeline.consent import ConsentService
+from stimmung.pipeline.crm.consent import ConsentService
 from stimmung.pipeline.erasure import erase
-from stimmung.pipeline.index import ensure_indices, make_client
+from stimmung.pipeline.elastic.client import make_client
+from stimmung.pipeline.elastic.indices import ensure_indices
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
 log = logging.getLogger(__name__)

@@ -321,7 +321,8 @@ def setup(obj: Context, with_kibana: bool | None, wait: float) -> None:
 
     from stimmung.kafka import KafkaUnavailable, ensure_topics
     from stimmung.kibana import KibanaError, import_objects, objects_for
-    from stimmung.pipeline.index import ensure_indices, make_client
+    from stimmung.pipeline.elastic.client import make_client
+    from stimmung.pipeline.elastic.indices import ensure_indices
 
     s = obj.settings
     try:
@@ -562,7 +563,7 @@ def worker(obj: Context) -> None:
 @click.pass_obj
 def alerting(obj: Context) -> None:
     """Run complaint-spike alerting (enriched -> windowed counts -> detector -> alerts -> deliveries)."""
-    from stimmung.pipeline.alerting import build_alerting_app
+    from stimmung.pipeline.alerts.alerting import build_alerting_app
 
     s = obj.settings
     _run_faust_role(s, build_alerting_app, f"{s.pipeline.app_id}-alerting", s.kafka.topics.enriched)
@@ -595,8 +596,9 @@ def consent() -> None:
 
 def _consent_service(obj: Context):
     from stimmung.kafka import ensure_topics
-    from stimmung.pipeline.consent import ConsentService
-    from stimmung.pipeline.index import ensure_indices, make_client
+    from stimmung.pipeline.crm.consent import ConsentService
+    from stimmung.pipeline.elastic.client import make_client
+    from stimmung.pipeline.elastic.indices import ensure_indices
 
     s = obj.settings
     ensure_topics(s.kafka)
@@ -664,7 +666,7 @@ def consent_serve(obj: Context) -> None:
 
     from stimmung.config import read_secret
     from stimmung.metrics import serve
-    from stimmung.pipeline.consent_api import make_consent_app
+    from stimmung.pipeline.crm.consent_api import make_consent_app
 
     s = obj.settings
     token = read_secret(s.crm.api.token, s.crm.api.token_file, "crm.api.token")
@@ -683,8 +685,9 @@ def cases() -> None:
 
 
 def _case_store(obj: Context):
-    from stimmung.pipeline.cases import CaseStore, ticket_mirror
-    from stimmung.pipeline.index import ensure_indices, make_client
+    from stimmung.pipeline.crm.cases import CaseStore, ticket_mirror
+    from stimmung.pipeline.elastic.client import make_client
+    from stimmung.pipeline.elastic.indices import ensure_indices
 
     client = make_client(obj.settings.elasticsearch)
     ensure_indices(client, obj.settings.elasticsearch)
@@ -700,8 +703,9 @@ def cases_run(obj: Context) -> None:
     from stimmung.kafka import ensure_topics
     from stimmung.lag import LagReporter
     from stimmung.metrics import serve
-    from stimmung.pipeline.cases import CaseManager
-    from stimmung.pipeline.index import ensure_indices, make_client
+    from stimmung.pipeline.crm.cases import CaseManager
+    from stimmung.pipeline.elastic.client import make_client
+    from stimmung.pipeline.elastic.indices import ensure_indices
 
     s = obj.settings
     if not s.crm.routes:
@@ -751,7 +755,7 @@ def cases_list(obj: Context, queue: str | None, state: str, limit: int, as_json:
 
 
 def _case_action(obj: Context, action, *args) -> None:
-    from stimmung.pipeline.cases import CaseError
+    from stimmung.pipeline.crm.cases import CaseError
 
     try:
         case = action(_case_store(obj), *args)
@@ -766,7 +770,7 @@ def _case_action(obj: Context, action, *args) -> None:
 @click.pass_obj
 def cases_claim(obj: Context, case_id: str, who: str) -> None:
     """Take a case: assigned to you, in progress."""
-    from stimmung.pipeline.cases import claim
+    from stimmung.pipeline.crm.cases import claim
 
     _case_action(obj, claim, case_id, who)
 
@@ -778,7 +782,7 @@ def cases_claim(obj: Context, case_id: str, who: str) -> None:
 @click.pass_obj
 def cases_reply(obj: Context, case_id: str, who: str, text: str) -> None:
     """Record a reply to the customer."""
-    from stimmung.pipeline.cases import reply
+    from stimmung.pipeline.crm.cases import reply
 
     _case_action(obj, reply, case_id, who, text)
 
@@ -790,14 +794,14 @@ def cases_reply(obj: Context, case_id: str, who: str, text: str) -> None:
 @click.pass_obj
 def cases_close(obj: Context, case_id: str, who: str, text: str | None) -> None:
     """Close a case (sets the resolution time)."""
-    from stimmung.pipeline.cases import close
+    from stimmung.pipeline.crm.cases import close
 
     _case_action(obj, close, case_id, who, text)
 
 
 # --- Elasticsearch: search, erasure, indices --------------------------------------------------------
 def _es_client(obj: Context):
-    from stimmung.pipeline.index import make_client
+    from stimmung.pipeline.elastic.client import make_client
 
     return make_client(obj.settings.elasticsearch)
 
@@ -832,7 +836,7 @@ def search_cmd(obj: Context, query: str | None, since: str, until: str | None, s
                limit: int, as_json: bool, kibana_url: str | None) -> None:
     """Search indexed mentions with a brand query, e.g. 'Nordbahn AND Verspätung*' --since 1h --sentiment negative."""
     from stimmung.brandquery import BrandQueryError
-    from stimmung.pipeline.search import SearchRequest, search
+    from stimmung.pipeline.elastic.search import SearchRequest, search
 
     request = SearchRequest(query, since, until, list(sentiment), list(topic), list(brand), list(language),
                             list(platform), limit)
@@ -885,7 +889,7 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], pseud
               requested_by: str | None, yes: bool) -> None:
     """Remove every indexed mention of an author, and keep it removed (replays included)."""
     from stimmung.pipeline.erasure import erase, platforms_in_index
-    from stimmung.pipeline.index import ensure_indices
+    from stimmung.pipeline.elastic.indices import ensure_indices
     from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
     if bool(handle) == bool(pseudonym):
@@ -912,7 +916,7 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], pseud
                       abort=True, err=True)
     _say("erasing (second sweep after the sinks' refresh interval) ...")
     result = erase(client, es, targets, reason=reason, requested_by=requested_by)
-    from stimmung.pipeline.consent import ConsentService
+    from stimmung.pipeline.crm.consent import ConsentService
 
     consents = ConsentService(obj.settings, client)
     for pseudonym_, platform_ in targets.items():
@@ -930,7 +934,7 @@ def migrate_indices(obj: Context) -> None:
     """
     from tqdm import tqdm
 
-    from stimmung.pipeline.index import migrate_older_versions
+    from stimmung.pipeline.elastic.migration import migrate_older_versions
 
     with tqdm(desc="migrating", unit=" docs", file=sys.stderr) as bar:
         report = migrate_older_versions(_es_client(obj), obj.settings.elasticsearch, progress=bar.update)

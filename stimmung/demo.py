@@ -49,7 +49,7 @@ def run_demo(settings: Settings, path: Path | None, timeout: float, keep_stack: 
 
     from stimmung.cli import run_import
     from stimmung.localstack import LocalStack
-    from stimmung.pipeline.index import make_client
+    from stimmung.pipeline.elastic.client import make_client
     from stimmung.pipeline.privacy import ensure_local_key_file
 
     started = time.monotonic()

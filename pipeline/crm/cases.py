@@ -290,7 +290,7 @@ class CaseManager:
         return done
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
-        from stimmung.pipeline.deliveries import Dispatcher
+        from stimmung.pipeline.alerts.deliveries import Dispatcher
 
         s = self.settings
         dispatcher = Dispatcher(s.alerting) if s.alerting.channels else None
