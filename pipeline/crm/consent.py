@@ -27,7 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 from stimmung.config import Settings
 from stimmung.kafka import client_config, confirm_sent, make_producer
 from stimmung.metrics import CONSENT_CHANGES
-from stimmung.pipeline.erasure import _missing_api
+from stimmung.pipeline.elastic.client import missing_api
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
 from stimmung.schemas.consent import ConsentAudit, ConsentRecord
 from stimmung.schemas.mention import utcnow
@@ -148,7 +148,7 @@ def update_by_query(client: Elasticsearch, index: str, query: dict, script: str,
                                       refresh=True, conflicts="proceed", ignore_unavailable=True, allow_no_indices=True)
         return int(resp.get("updated", 0))
     except ApiError as err:
-        if not (_missing_api(err) or "painless" in str(err).lower()):
+        if not (missing_api(err) or "painless" in str(err).lower()):
             raise
     updated = 0
     for _ in range(10):

@@ -85,7 +85,6 @@ def index_analysis(caps: Capabilities) -> dict[str, Any]:
         "type": "custom", "tokenizer": "standard", "filter": ["lowercase", "asciifolding"]}}}}
 
 
-
 def has_ilm(client: Elasticsearch) -> bool:
     try:
         client.ilm.get_status()
@@ -94,3 +93,9 @@ def has_ilm(client: Elasticsearch) -> bool:
         if err.status_code in (400, 404, 405, 410):
             return False
         raise
+
+
+def missing_api(err: ApiError) -> bool:
+    """The node lacks the API (no reindex module: no handler for _delete_by_query / _update_by_query)."""
+    text = str(err).lower()
+    return err.status_code in (400, 404, 405, 410) and ("no handler" in text or "incorrect http method" in text)

@@ -30,7 +30,6 @@ class IndexSetup:
     layout: IndexLayout
 
 
-
 def _lifecycle_policy(retention_days: int) -> dict[str, Any]:
     # min_age counts from index.lifecycle.origination_date, which we set to the period's end:
     # the index is deleted when its newest possible mention is older than the retention.
@@ -140,7 +139,6 @@ def enforce_retention(client: Elasticsearch, settings: ElasticsearchSettings, no
         client.indices.delete(index=name)
         log.info("deleted expired index", extra={"index": name, "retention_days": settings.retention_days})
     return expired
-
 
 
 def alerts_mapping() -> dict[str, Any]:

@@ -154,7 +154,6 @@ class IndexLayout:
         return datetime(end.year, end.month, end.day, tzinfo=timezone.utc)
 
 
-
 # Fields a document has beyond the EnrichedMention it was made from (derived for search/facets).
 INDEX_ONLY_FIELDS = ("@timestamp", "topic_labels", "brand_names", "site", "text_de", "text_en")
 

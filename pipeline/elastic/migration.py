@@ -25,7 +25,6 @@ class MigrationReport:
     failed: int = 0
 
 
-
 def _migration_actions(client: Elasticsearch, setup: IndexSetup, old: str, report: MigrationReport):
     """Bulk "create" actions for the documents of one older-version index (unreadable ones counted)."""
     created_targets: set[str] = set()
