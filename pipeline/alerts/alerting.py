@@ -8,10 +8,10 @@ One Faust app (``stimmung alerting``, consumer group ``<app_id>-alerting``):
                                 the last closed windows and the detector state
     tick task ----------------> a tick into every partition of the counts topic: windows that ended
                                 more than ``lateness_s`` before the watermark are closed, judged
-                                (pipeline/spikes.py, empty windows included) and alert events sent
+                                (pipeline/alerts/spikes.py, empty windows included) and alert events sent
     alerts topic --deliver----> Elasticsearch alerts index (id = event id) and the routed channels
 
-Windows are in event time (the mention's creation). The watermark (pipeline/watermark.py) is the
+Windows are in event time (the mention's creation). The watermark (pipeline/alerts/watermark.py) is the
 wall clock when this app is idle and Kafka confirms it has read every enriched partition it holds,
 and otherwise — mentions flowing, or a backlog after downtime — the newest creation time it has
 handed on: a backlog closes windows as it is worked off instead of faking a dip. No window closes

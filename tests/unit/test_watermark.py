@@ -1,4 +1,4 @@
-"""The alert watermark rule (pipeline/watermark.py): the wall clock closes windows only when the
+"""The alert watermark rule (pipeline/alerts/watermark.py): the wall clock closes windows only when the
 fan-out is idle and Kafka confirmed it caught up; the catch-up probe itself is tested against the
 real broker in tests/integration/test_alerting.py."""
 
