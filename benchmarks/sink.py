@@ -32,7 +32,8 @@ from tqdm import tqdm
 from stimmung.config import load_settings
 from stimmung.kafka import ensure_topics
 from stimmung.localstack import LocalStack
-from stimmung.pipeline.index import ensure_indices, ensure_period_index, to_document
+from stimmung.pipeline.elastic.indices import ensure_indices, ensure_period_index
+from stimmung.pipeline.elastic.mentions import to_document
 from stimmung.pipeline.sink import ElasticsearchSink
 from stimmung.schemas import EnrichedMention
 

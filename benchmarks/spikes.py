@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stimmung.pipeline.spikes import DetectorConfig, SpikeDetector
+from stimmung.pipeline.alerts.spikes import DetectorConfig, SpikeDetector
 
 WINDOW_S = 300
 PER_DAY = 86400 // WINDOW_S

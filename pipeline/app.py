@@ -25,7 +25,7 @@ from stimmung.health import HEALTH, beat_forever
 from stimmung.kafka import faust_credentials
 from stimmung.metrics import MENTIONS_ENRICHED
 from stimmung.models import Enricher, default_enricher
-from stimmung.pipeline.consent import consent_value
+from stimmung.pipeline.crm.consent import consent_value
 from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.pipeline.enrich import InMessage, MentionEnrichment, dead_letter_bytes, enriched_bytes
 from stimmung.pipeline.influence import influence_score, update_author

@@ -9,27 +9,27 @@ of the Kafka topics later is harmless: the sink drops mentions of erased pseudon
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.helpers import bulk, scan
 
-from stimmung.config import ElasticsearchSettings
+from stimmung.config import ElasticsearchSettings, Settings
 from stimmung.metrics import ERASURES
+from stimmung.pipeline.crm.consent import ConsentService
+from stimmung.pipeline.elastic.client import missing_api
+from stimmung.pipeline.privacy import pseudonymizer_from_settings
+from stimmung.pipeline.erased import ErasureList  # noqa: F401  (re-exported: the sink imports it from here)
 from stimmung.schemas.erasure import ErasureRecord
 
 log = logging.getLogger(__name__)
 
 AUTHOR_FIELD = "author.pseudonym"
 CASE_AUTHOR_FIELD = "author_pseudonym"
-
-
-def _missing_api(err: ApiError) -> bool:
-    # A node without the reindex module has no handler for _delete_by_query (400/405).
-    text = str(err).lower()
-    return err.status_code in (400, 404, 405, 410) and ("no handler" in text or "incorrect http method" in text)
+PSEUDONYM = re.compile(r"psn_[0-9a-f]{32}")
 
 
 def delete_mentions_of(client: Elasticsearch, index: str, pseudonyms: list[str], field: str = AUTHOR_FIELD) -> tuple[int, str]:
@@ -40,7 +40,7 @@ def delete_mentions_of(client: Elasticsearch, index: str, pseudonyms: list[str],
                                       wait_for_completion=True, ignore_unavailable=True)
         return int(resp.get("deleted", 0)), "delete_by_query"
     except ApiError as err:
-        if not _missing_api(err):
+        if not missing_api(err):
             raise
     # Fallback (clusters without the reindex module): page through the hits, delete in bulk,
     # repeat until a refreshed search finds nothing.
@@ -107,7 +107,7 @@ def erase(client: Elasticsearch, settings: ElasticsearchSettings, pseudonyms: di
     sleep(settings.erasure_refresh_s + 1.0 if sweep_after_s is None else sweep_after_s)
     more, _ = delete_mentions_of(client, settings.mentions_index, names)
     deleted += more
-    # Their cases go too (they quote the mentions); consent links are removed by the caller
+    # Their cases go too (they quote the mentions); consent links are removed by erase_authors
     # (ConsentService.erase), which also needs Kafka.
     cases, _ = delete_mentions_of(client, settings.cases_index, names, field=CASE_AUTHOR_FIELD)
     deleted += cases
@@ -120,32 +120,30 @@ def erase(client: Elasticsearch, settings: ElasticsearchSettings, pseudonyms: di
     return ErasureResult(names, deleted, method)
 
 
+def pseudonyms_of(settings: Settings, client: Elasticsearch, handle: str,
+                  platforms: Sequence[str] = ()) -> dict[str, str]:
+    """pseudonym -> platform for an author's handle on ``platforms`` (default: every platform in the index)."""
+    pseudonymizer = pseudonymizer_from_settings(settings)
+    platforms = list(platforms) or platforms_in_index(client, settings.elasticsearch.mentions_index)
+    return {pseudonymizer.pseudonym(p, handle): p for p in platforms}
+
+
+def not_pseudonyms(values: Iterable[str]) -> list[str]:
+    """The values that are not pseudonyms (``psn_`` + 32 hex digits): a typo must not erase nothing silently."""
+    return [v for v in values if not PSEUDONYM.fullmatch(v)]
+
+
+def erase_authors(settings: Settings, client: Elasticsearch, pseudonyms: dict[str, str], *, reason: str,
+                  requested_by: str | None, consent_source: str, sweep_after_s: float | None = None) -> ErasureResult:
+    """A whole erasure request: the mentions and cases (``erase``), then each author's consent and its links."""
+    result = erase(client, settings.elasticsearch, pseudonyms, reason=reason, requested_by=requested_by,
+                   sweep_after_s=sweep_after_s)
+    consents = ConsentService(settings, client)
+    for pseudonym, platform in pseudonyms.items():
+        consents.erase(pseudonym, platform, consent_source)
+    return result
+
+
 def _write_records(client: Elasticsearch, index: str, records: Iterable[ErasureRecord]) -> None:
     for record in records:
         client.index(index=index, id=record.pseudonym, document=record.model_dump(mode="json"), refresh="wait_for")
-
-
-class ErasureList:
-    """The pseudonyms the sink must never index (re-read from Elasticsearch every few seconds)."""
-
-    def __init__(self, client: Elasticsearch, index: str, refresh_s: float,
-                 clock: Callable[[], float] = time.monotonic):
-        self.client, self.index, self.refresh_s, self.clock = client, index, refresh_s, clock
-        self._pseudonyms: frozenset[str] = frozenset()
-        self._loaded_at: float | None = None
-
-    def load(self) -> None:
-        hits = scan(self.client, index=self.index, query={"query": {"match_all": {}}, "_source": ["pseudonym"]},
-                    size=1000, ignore_unavailable=True)
-        self._pseudonyms = frozenset(h["_source"]["pseudonym"] for h in hits)
-        self._loaded_at = self.clock()
-
-    def current(self) -> frozenset[str]:
-        """The erased pseudonyms, re-read when the last read is older than ``refresh_s``.
-
-        If Elasticsearch cannot be asked, the caller's bulk request would fail too: the error
-        propagates and the batch is retried, never indexed against a stale list past its age.
-        """
-        if self._loaded_at is None or self.clock() - self._loaded_at >= self.refresh_s:
-            self.load()
-        return self._pseudonyms

@@ -6,8 +6,8 @@
 
 ``engagement`` is the author's exponentially weighted average of likes + 2×shares + replies per
 mention (shares count double: they carry the post to new audiences), shrunk by n / (n + 2) after
-n mentions, kept per pseudonym on a compacted topic so it grows with the author's history
-rather than one lucky post. Logarithms because
+n mentions, kept per pseudonym on the compacted influence topic (read whole by every worker,
+pipeline/views.py) so it grows with the author's history rather than one lucky post. Logarithms because
 reach is heavy-tailed: 1,000 → 10,000 followers matters as much as 10 → 100. The references are
 "a clearly influential account on this platform" and are settings (``crm.influence``).
 """

@@ -13,13 +13,12 @@ import logging
 import threading
 from typing import Any, Callable
 
-
 from stimmung.config import Settings
 from stimmung.health import HEALTH
 from stimmung.kafka import group_consumer
-from stimmung.pipeline.consent import ConsentService
-from stimmung.pipeline.erasure import erase
-from stimmung.pipeline.index import ensure_indices, make_client
+from stimmung.pipeline.elastic.client import make_client
+from stimmung.pipeline.elastic.indices import ensure_indices
+from stimmung.pipeline.erasure import erase_authors
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
 log = logging.getLogger(__name__)
@@ -44,9 +43,9 @@ class PrivacySignalWorker:
             log.warning("ignoring malformed privacy signal", extra={"error": str(err)[:200]})
             return
         pseudonym = pseudonymizer.pseudonym(platform, handle)
-        result = erase(client, self.settings.elasticsearch, {pseudonym: platform}, reason=f"account {status}",
-                       requested_by=f"{platform}:account-event", sweep_after_s=self.sweep_after_s)
-        ConsentService(self.settings, client).erase(pseudonym, platform, f"{platform}:account-event")
+        result = erase_authors(self.settings, client, {pseudonym: platform}, reason=f"account {status}",
+                               requested_by=f"{platform}:account-event", consent_source=f"{platform}:account-event",
+                               sweep_after_s=self.sweep_after_s)
         self.erased += 1
         log.info("erased after privacy signal", extra={"pseudonym": pseudonym, "status": status, "deleted": result.deleted})
 

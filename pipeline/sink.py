@@ -51,9 +51,11 @@ from stimmung.metrics import (
     SINK_UP,
 )
 from stimmung.pipeline.enrich import InMessage
-from stimmung.pipeline.consent import LinkedAuthors
+from stimmung.pipeline.crm.consent import LinkedAuthors
 from stimmung.pipeline.erasure import ErasureList
-from stimmung.pipeline.index import IndexLayout, enforce_retention, ensure_indices, ensure_period_index, make_client, to_document
+from stimmung.pipeline.elastic.client import make_client
+from stimmung.pipeline.elastic.indices import enforce_retention, ensure_indices, ensure_period_index
+from stimmung.pipeline.elastic.mentions import IndexLayout, to_document
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import EnrichedMention
 

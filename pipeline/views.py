@@ -78,7 +78,9 @@ class CompactedView:
                 if not self.caught_up.is_set() and all(consumer.position(tp) >= end[tp] for tp in partitions):
                     self.caught_up.set()
                     log.info("view caught up", extra={"topic": self.topic, "keys": len(self)})
-        except Exception as err:  # noqa: BLE001 - logged; the worker's readiness reports it
+        # Logged only: the view keeps its last state and follows the topic no more; readiness
+        # does not track it (a restart of the worker rebuilds the view).
+        except Exception as err:  # noqa: BLE001
             log.error("view stopped", extra={"topic": self.topic, "error": str(err)[:300]})
         finally:
             consumer.close()

@@ -47,9 +47,9 @@ def run_demo(settings: Settings, path: Path | None, timeout: float, keep_stack: 
              config_file: str | None, say: Callable[[str], None]) -> int:
     from tqdm import tqdm
 
-    from stimmung.cli import run_import
+    from stimmung.connectors.fileimport.job import run_import
     from stimmung.localstack import LocalStack
-    from stimmung.pipeline.index import make_client
+    from stimmung.pipeline.elastic.client import make_client
     from stimmung.pipeline.privacy import ensure_local_key_file
 
     started = time.monotonic()

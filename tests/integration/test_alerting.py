@@ -213,7 +213,7 @@ def test_catch_up_is_asked_of_kafka_not_guessed_from_what_was_seen(settings):
     from kafka import KafkaConsumer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    from stimmung.pipeline.watermark import CatchUpProbe
+    from stimmung.pipeline.alerts.watermark import CatchUpProbe
 
     ensure_topics(settings.kafka)
     topic = settings.kafka.topics.enriched

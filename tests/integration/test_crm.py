@@ -14,9 +14,9 @@ from elasticsearch import ApiError, Elasticsearch
 from kafka import KafkaProducer
 
 from stimmung.kafka import ensure_topics
-from stimmung.pipeline.consent import ConsentService
-from stimmung.pipeline.consent_api import make_consent_app
-from stimmung.pipeline.index import ensure_indices
+from stimmung.pipeline.crm.consent import ConsentService
+from stimmung.pipeline.crm.consent_api import make_consent_app
+from stimmung.pipeline.elastic.indices import ensure_indices
 from stimmung.schemas import RawMention
 
 from .conftest import wait_for
@@ -145,7 +145,7 @@ def test_a_complaint_becomes_a_case_for_the_right_team_and_staff_work_it(setting
     from prometheus_client import REGISTRY
 
     from stimmung.config import load_settings
-    from stimmung.pipeline.cases import CaseManager, CaseStore
+    from stimmung.pipeline.crm.cases import CaseManager, CaseStore
 
     class Hook(BaseHTTPRequestHandler):
         def do_POST(self):

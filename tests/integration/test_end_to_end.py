@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stimmung.cli import run_import
+from stimmung.connectors.fileimport.job import run_import
 from stimmung.config import load_settings
-from stimmung.pipeline.index import INDEX_ONLY_FIELDS
+from stimmung.pipeline.elastic.mentions import INDEX_ONLY_FIELDS
 from stimmung.demo import sample_path
 from stimmung.schemas import DeadLetter, EnrichedMention, RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer

@@ -16,7 +16,8 @@ from kafka import KafkaProducer
 
 from stimmung.kafka import ensure_topics
 from stimmung.pipeline.enrich import InMessage
-from stimmung.pipeline.index import TEMPLATE_VERSION, enforce_retention, ensure_indices, ensure_period_index
+from stimmung.pipeline.elastic.indices import enforce_retention, ensure_indices, ensure_period_index
+from stimmung.pipeline.elastic.mentions import TEMPLATE_VERSION
 from stimmung.pipeline.sink import BulkWriter, prepare
 from stimmung.schemas import EnrichedMention
 from stimmung.schemas.pseudonym import Pseudonymizer
@@ -52,7 +53,7 @@ def write(client: Elasticsearch, settings, mentions: list[EnrichedMention]) -> i
 def test_templates_are_composable_versioned_idempotent_and_mentions_land_in_their_period_index(settings, caplog):
     client = Elasticsearch(settings.elasticsearch.url)
     es = settings.elasticsearch
-    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.index"):
+    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.elastic.indices"):
         first = ensure_indices(client, es)
         ensure_indices(client, es)  # idempotent
     assert not first.ilm and any("no index lifecycle management" in r.getMessage() for r in caplog.records)
@@ -297,7 +298,7 @@ def test_setup_command_prepares_topics_templates_and_kibana_idempotently(setting
             topics.influence} <= set(admin.list_topics())
     admin.close()
     client = Elasticsearch(settings.elasticsearch.url)
-    from stimmung.pipeline.index import IndexLayout
+    from stimmung.pipeline.elastic.mentions import IndexLayout
 
     assert client.indices.exists_index_template(name=IndexLayout.from_settings(settings.elasticsearch).template)
     bad = tmp_path / "bad.yaml"
@@ -310,7 +311,8 @@ def test_migrate_indices_moves_older_versions_into_the_current_one_once(settings
     """After a template-version bump, a replay would show a mention twice through the alias (old and
     new version); `stimmung migrate-indices` copies the old documents over (a newer copy wins) and
     deletes the old index — and keeps an old index whose documents it cannot read."""
-    from stimmung.pipeline.index import IndexLayout, migrate_older_versions, to_document
+    from stimmung.pipeline.elastic.mentions import IndexLayout, to_document
+    from stimmung.pipeline.elastic.migration import migrate_older_versions
 
     client = Elasticsearch(settings.elasticsearch.url)
     es = settings.elasticsearch
@@ -328,7 +330,7 @@ def test_migrate_indices_moves_older_versions_into_the_current_one_once(settings
     write(client, settings, [newer])  # the replay into the current version
     client.indices.refresh(index=layout.alias)
     assert client.count(index=layout.alias, query={"ids": {"values": [both.mention_id]}})["count"] == 2  # the problem
-    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.index"):
+    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.elastic.indices"):
         ensure_indices(client, es)  # what the sink does at start: it tells the operator
     assert any("stimmung migrate-indices" in r.getMessage() for r in caplog.records)
 

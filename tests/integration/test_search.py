@@ -7,7 +7,9 @@ from datetime import datetime, timezone
 
 from elasticsearch import Elasticsearch
 
-from stimmung.pipeline.index import detect_capabilities, ensure_indices, ensure_period_index, to_document
+from stimmung.pipeline.elastic.client import detect_capabilities
+from stimmung.pipeline.elastic.indices import ensure_indices, ensure_period_index
+from stimmung.pipeline.elastic.mentions import to_document
 from stimmung.schemas import EnrichedMention
 
 
@@ -69,7 +71,7 @@ def test_brand_queries_find_possessives_and_genitives_in_the_index(settings):
 
 def test_a_missing_analyzer_is_detected_and_warned_about_not_fatal(settings, caplog):
     client = Elasticsearch(settings.elasticsearch.url)
-    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.index"):
+    with caplog.at_level(logging.WARNING, logger="stimmung.pipeline.elastic.client"):
         caps = detect_capabilities(client, ["german", "no_such_analyzer"])
     assert caps.analyzers == frozenset({"german"})
     assert caps.analyzer_for("no_such_analyzer") == "standard"

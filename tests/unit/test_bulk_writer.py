@@ -7,7 +7,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from prometheus_client import REGISTRY
 
 from stimmung.pipeline.enrich import InMessage
-from stimmung.pipeline.index import IndexLayout
+from stimmung.pipeline.elastic.mentions import IndexLayout
 from stimmung.pipeline.sink import BulkWriter, Doc, make_breaker
 
 LAYOUT = IndexLayout("idx")

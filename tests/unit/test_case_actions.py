@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from stimmung.pipeline.cases import CaseError, apply_claim, apply_close, apply_reply
+from stimmung.pipeline.crm.cases import CaseError, apply_claim, apply_close, apply_reply
 from stimmung.schemas.case import Case
 from stimmung.schemas.mention import utcnow
 

@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from stimmung.config import AlertingSettings, SeriesSettings
-from stimmung.pipeline.alerting import series_of
-from stimmung.pipeline.deliveries import Dispatcher, summary
+from stimmung.pipeline.alerts.alerting import series_of
+from stimmung.pipeline.alerts.deliveries import Dispatcher, summary
 from stimmung.schemas import EnrichedMention
 from stimmung.schemas.alert import Alert, AlertSample
 

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stimmung.pipeline.index import TEMPLATE_VERSION, Capabilities, IndexLayout, mentions_mapping, to_document
+from stimmung.pipeline.elastic.client import Capabilities
+from stimmung.pipeline.elastic.mentions import TEMPLATE_VERSION, IndexLayout, mentions_mapping, to_document
 from stimmung.schemas import EnrichedMention
 
 

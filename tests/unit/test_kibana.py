@@ -27,7 +27,9 @@ from stimmung.kibana import (
     import_objects,
     to_ndjson,
 )
-from stimmung.pipeline.index import Capabilities, alerts_mapping, cases_mapping, mentions_mapping
+from stimmung.pipeline.elastic.client import Capabilities
+from stimmung.pipeline.elastic.indices import alerts_mapping, cases_mapping
+from stimmung.pipeline.elastic.mentions import mentions_mapping
 
 LINES = NDJSON_PATH.read_text(encoding="utf-8").splitlines()
 OBJECTS = [json.loads(line) for line in LINES]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from stimmung.pipeline.spikes import DetectorConfig, SpikeDetector, upper_tail
+from stimmung.pipeline.alerts.spikes import DetectorConfig, SpikeDetector, upper_tail
 
 WINDOW = 300
 MONDAY = 1762732800  # 2025-11-10 00:00 UTC

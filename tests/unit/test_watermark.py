@@ -1,4 +1,4 @@
-"""The alert watermark rule (pipeline/watermark.py): the wall clock closes windows only when the
+"""The alert watermark rule (pipeline/alerts/watermark.py): the wall clock closes windows only when the
 fan-out is idle and Kafka confirmed it caught up; the catch-up probe itself is tested against the
 real broker in tests/integration/test_alerting.py."""
 
@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import REGISTRY
 
-from stimmung.pipeline.watermark import FanOutProgress, HeldWindows, pick_watermark
+from stimmung.pipeline.alerts.watermark import FanOutProgress, HeldWindows, pick_watermark
 
 NOW = 1_800_000_000.0
 
@@ -50,7 +50,7 @@ def test_progress_tracks_the_newest_creation_time_and_activity():
 
 
 def test_held_windows_show_as_delay_and_say_why(caplog):
-    caplog.set_level(logging.DEBUG, logger="stimmung.pipeline.watermark")
+    caplog.set_level(logging.DEBUG, logger="stimmung.pipeline.alerts.watermark")
     held = HeldWindows(window_s=60)  # warns beyond max(900 s, 3 windows)
     now = time.time()
     held.observe(now - 5, "mentions flowing")

@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from stimmung.health import HEALTH, beat_forever
-from stimmung.pipeline.consent import ConsentService
+from stimmung.pipeline.crm.consent import ConsentService
 from stimmung.schemas.consent import Purpose
 
 log = logging.getLogger(__name__)

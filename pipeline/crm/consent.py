@@ -22,12 +22,11 @@ from typing import Any, Callable
 
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.helpers import bulk, scan
-from kafka import KafkaConsumer, TopicPartition
 
 from stimmung.config import Settings
-from stimmung.kafka import client_config, confirm_sent, make_producer
+from stimmung.kafka import confirm_sent, make_producer
 from stimmung.metrics import CONSENT_CHANGES
-from stimmung.pipeline.erasure import _missing_api
+from stimmung.pipeline.elastic.client import missing_api
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
 from stimmung.schemas.consent import ConsentAudit, ConsentRecord
 from stimmung.schemas.mention import utcnow
@@ -177,7 +176,7 @@ def update_by_query(client: Elasticsearch, index: str, query: dict, script: str,
                                       refresh=True, conflicts="proceed", ignore_unavailable=True, allow_no_indices=True)
         return int(resp.get("updated", 0))
     except ApiError as err:
-        if not (_missing_api(err) or "painless" in str(err).lower()):
+        if not (missing_api(err) or "painless" in str(err).lower()):
             raise
     updated = 0
     for _ in range(10):
@@ -205,28 +204,6 @@ def _drop_author_link(source: dict) -> None:
 
 def _drop_case_link(source: dict) -> None:
     source.pop("contact_id", None)
-
-
-def read_consents(settings: Settings, timeout_s: float = 10.0) -> dict[str, ConsentRecord]:
-    """The whole compacted consent topic, latest record per pseudonym (for `consent show --all`)."""
-    consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, consumer_timeout_ms=2000)
-    topic = settings.kafka.topics.consent
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning()
-    end = consumer.end_offsets(partitions)
-    state: dict[str, ConsentRecord] = {}
-    deadline = time.monotonic() + timeout_s
-    while any(consumer.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            for r in records:
-                key = r.key.decode()
-                if r.value is None:
-                    state.pop(key, None)
-                else:
-                    state[key] = ConsentRecord.model_validate_json(r.value)
-    consumer.close()
-    return state
 
 
 class LinkedAuthors:

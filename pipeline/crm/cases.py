@@ -38,7 +38,7 @@ from stimmung.health import HEALTH
 from stimmung.kafka import group_consumer
 from stimmung.metrics import (CASE_FIRST_RESPONSE_SECONDS, CASE_MENTIONS, CASE_MENTIONS_SKIPPED, CASE_RESOLUTION_SECONDS,
                               CASE_SLA_BREACHES, CASES_OPENED)
-from stimmung.pipeline.erasure import ErasureList
+from stimmung.pipeline.erased import ErasureList
 from stimmung.schemas.alert import Alert
 from stimmung.schemas.case import Case, Reply
 from stimmung.schemas.mention import EnrichedMention, utcnow
@@ -320,7 +320,7 @@ class CaseManager:
         return done
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
-        from stimmung.pipeline.deliveries import Dispatcher
+        from stimmung.pipeline.alerts.deliveries import Dispatcher
 
         s = self.settings
         dispatcher = Dispatcher(s.alerting) if s.alerting.channels else None

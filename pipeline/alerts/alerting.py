@@ -8,10 +8,10 @@ One Faust app (``stimmung alerting``, consumer group ``<app_id>-alerting``):
                                 the last closed windows and the detector state
     tick task ----------------> a tick into every partition of the counts topic: windows that ended
                                 more than ``lateness_s`` before the watermark are closed, judged
-                                (pipeline/spikes.py, empty windows included) and alert events sent
+                                (pipeline/alerts/spikes.py, empty windows included) and alert events sent
     alerts topic --deliver----> Elasticsearch alerts index (id = event id) and the routed channels
 
-Windows are in event time (the mention's creation). The watermark (pipeline/watermark.py) is the
+Windows are in event time (the mention's creation). The watermark (pipeline/alerts/watermark.py) is the
 wall clock when this app is idle and Kafka confirms it has read every enriched partition it holds,
 and otherwise — mentions flowing, or a backlog after downtime — the newest creation time it has
 handed on: a backlog closes windows as it is worked off instead of faking a dip. No window closes
@@ -41,8 +41,8 @@ from stimmung.health import HEALTH, beat_forever
 from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.kafka import faust_credentials
 from stimmung.metrics import ALERT_WINDOWS_CLOSED, ALERTS, LATE_MENTIONS
-from stimmung.pipeline.spikes import HISTORY, DetectorConfig, SpikeDetector, Verdict
-from stimmung.pipeline.watermark import CatchUpProbe, FanOutProgress, HeldWindows, pick_watermark
+from stimmung.pipeline.alerts.spikes import HISTORY, DetectorConfig, SpikeDetector, Verdict
+from stimmung.pipeline.alerts.watermark import CatchUpProbe, FanOutProgress, HeldWindows, pick_watermark
 from stimmung.retry import Backoff
 from stimmung.schemas.alert import Alert, AlertSample
 from stimmung.schemas.deadletter import DeadLetter
@@ -179,7 +179,7 @@ class SeriesBook:
     def discover_link(self, labels: dict[str, str], start: datetime, end: datetime) -> str | None:
         if not self.settings.kibana.url:
             return None
-        from stimmung.pipeline.search import SearchRequest, discover_url
+        from stimmung.pipeline.elastic.search import SearchRequest, discover_url
 
         request = SearchRequest(brand=[labels["brand"]], topic=[labels["topic"]] if "topic" in labels else [],
                                 sentiment=[labels["sentiment"]] if "sentiment" in labels else [],
@@ -195,8 +195,9 @@ def counts_topic_name(settings: Settings) -> str:
 
 
 def build_alerting_app(settings: Settings) -> faust.App:
-    from stimmung.pipeline.deliveries import Dispatcher
-    from stimmung.pipeline.index import ensure_indices, make_client
+    from stimmung.pipeline.alerts.deliveries import Dispatcher
+    from stimmung.pipeline.elastic.client import make_client
+    from stimmung.pipeline.elastic.indices import ensure_indices
 
     kafka, topics, a = settings.kafka, settings.kafka.topics, settings.alerting
     app_id = f"{settings.pipeline.app_id}-alerting"

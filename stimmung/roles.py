@@ -1,0 +1,66 @@
+"""The start-up every long-running role shares: /metrics + /healthz + /readyz, topics, consumer lag, signals.
+
+Readiness itself is each component's own business (it calls ``HEALTH.set_ready`` once its
+consumer is subscribed or its server listens); what is common is the order around it: the probe
+server first, so Kubernetes gets an answer (alive, not ready) while Kafka is still being waited
+for; then the topics; then the component; then its lag reporter and SIGTERM/SIGINT -> ``stop``.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Callable, Protocol, Sequence
+
+from stimmung.config import Settings
+
+
+class Component(Protocol):
+    """A consumer loop that runs until ``stop`` is called (sink, case manager, privacy worker)."""
+
+    group_id: str
+
+    def stop(self, *_: object) -> None: ...
+
+    def run(self) -> None: ...
+
+
+def start_role(settings: Settings, create_topics: bool = True) -> None:
+    """Serve /metrics, /healthz and /readyz on the metrics port, then create missing topics."""
+    from stimmung.kafka import ensure_topics
+    from stimmung.metrics import serve
+
+    serve(settings.metrics.port, settings.metrics.host)
+    if create_topics:
+        ensure_topics(settings.kafka)
+
+
+def report_lag(settings: Settings, group: str, topics: Sequence[str]) -> None:
+    """Export the consumer group's lag on ``topics`` (only where metrics are served at all)."""
+    if settings.metrics.port:
+        from stimmung.lag import LagReporter
+
+        LagReporter(settings.kafka, group, list(topics)).start()
+
+
+def run_role(settings: Settings, build: Callable[[], Component], topics: Sequence[str], *,
+             create_topics: bool = True) -> None:
+    """Start-up (``start_role``), the component ``build()`` makes, its lag, signals; then run it."""
+    start_role(settings, create_topics)
+    component = build()
+    report_lag(settings, component.group_id, topics)
+    signal.signal(signal.SIGTERM, component.stop)
+    signal.signal(signal.SIGINT, component.stop)
+    component.run()
+
+
+def run_faust_role(settings: Settings, build_app: Callable[[Settings], object], group: str, topic: str) -> None:
+    """Start-up, lag, then a Faust worker for the app ``build_app(settings)`` makes (Faust owns the signals)."""
+    import faust
+
+    from stimmung.logs import logging_config
+
+    start_role(settings)
+    report_lag(settings, group, [topic])
+    app = build_app(settings)
+    faust.Worker(app, loglevel=settings.log_level.lower(),
+                 logging_config=logging_config(settings.log_level, settings.log_format)).execute_from_commandline()
