@@ -70,46 +70,77 @@ def cases_list(obj: Context, queue: str | None, state: str, limit: int, as_json:
     Console().print(cases_table(found))
 
 
-def _case_action(obj: Context, action, *args) -> None:
+def _case_action(obj: Context, action, as_json: bool, *args, **kwargs) -> None:
     from stimmung.pipeline.crm.cases import CaseError
 
     try:
-        case = action(_case_store(obj), *args)
+        case = action(_case_store(obj), *args, **kwargs)
     except CaseError as err:
         fail(str(err), code=1)
-    click.echo(json.dumps(case.model_dump(mode="json")))
+    if as_json:
+        click.echo(json.dumps(case.model_dump(mode="json")))
+        return
+    click.echo(_case_line(case))
+
+
+def _case_line(case) -> str:
+    """One human line: what the case is now, and the times the action set."""
+    parts = [f"{case.case_id}: {case.state.replace('_', ' ')}", f"queue {case.queue} ({case.priority})"]
+    if case.assignee:
+        parts.append(f"assignee {case.assignee}")
+    if case.first_response_s is not None:
+        parts.append(f"first response after {_duration(case.first_response_s)}")
+    if case.resolution_s is not None:
+        parts.append(f"resolved after {_duration(case.resolution_s)}")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+_json = click.option("--json", "as_json", is_flag=True, help="The whole case as JSON (for scripts).")
+_take_over = click.option("--take-over", is_flag=True, help="Act on a case someone else holds (it becomes yours).")
 
 
 @cases.command("claim")
 @click.argument("case_id")
 @click.option("--as", "who", required=True, help="Who takes the case")
+@_take_over
+@_json
 @click.pass_obj
-def cases_claim(obj: Context, case_id: str, who: str) -> None:
-    """Take a case: assigned to you, in progress."""
+def cases_claim(obj: Context, case_id: str, who: str, take_over: bool, as_json: bool) -> None:
+    """Take a case: assigned to you, in progress (a case someone else holds needs --take-over)."""
     from stimmung.pipeline.crm.cases import claim
 
-    _case_action(obj, claim, case_id, who)
+    _case_action(obj, claim, as_json, case_id, who, take_over=take_over)
 
 
 @cases.command("reply")
 @click.argument("case_id")
 @click.option("--as", "who", required=True)
 @click.option("--text", required=True, help="What was answered (the first reply sets the first-response time)")
+@_take_over
+@_json
 @click.pass_obj
-def cases_reply(obj: Context, case_id: str, who: str, text: str) -> None:
-    """Record a reply to the customer."""
+def cases_reply(obj: Context, case_id: str, who: str, text: str, take_over: bool, as_json: bool) -> None:
+    """Record a reply to the customer (not empty; the first one sets the first-response time)."""
     from stimmung.pipeline.crm.cases import reply
 
-    _case_action(obj, reply, case_id, who, text)
+    _case_action(obj, reply, as_json, case_id, who, text, take_over=take_over)
 
 
 @cases.command("close")
 @click.argument("case_id")
 @click.option("--as", "who", required=True)
 @click.option("--text", default=None, help="A closing note or final reply")
+@_take_over
+@_json
 @click.pass_obj
-def cases_close(obj: Context, case_id: str, who: str, text: str | None) -> None:
-    """Close a case (sets the resolution time)."""
+def cases_close(obj: Context, case_id: str, who: str, text: str | None, take_over: bool, as_json: bool) -> None:
+    """Close a case (sets the resolution time); only its assignee, or with --take-over."""
     from stimmung.pipeline.crm.cases import close
 
-    _case_action(obj, close, case_id, who, text)
+    _case_action(obj, close, as_json, case_id, who, text, take_over=take_over)

@@ -198,20 +198,32 @@ def test_a_complaint_becomes_a_case_for_the_right_team_and_staff_work_it(setting
     assert "c4" not in json.dumps([c.model_dump(mode="json") for c in found]), "praise opened no case"
 
     # staff work Anna's case from the CLI
-    def cli(*args):
+    def cli_run(*args):
         env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("STIMMUNG_")}
         env["STIMMUNG_PRIVACY__PSEUDONYM_KEY"] = "integration-test-key-0123456789"
-        done = subprocess.run([sys.executable, "-m", "stimmung.cli", "--config", str(roles.config_file), "cases", *args],
+        return subprocess.run([sys.executable, "-m", "stimmung.cli", "--config", str(roles.config_file), "cases", *args],
                               capture_output=True, text=True, env=env, timeout=120)
+
+    def cli(*args):
+        done = cli_run(*args)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
     listed = cli("list", "--queue", "support", "--json")
     assert {c["case_id"] for c in listed} == {anna.case_id, bob.case_id}
-    assert cli("claim", anna.case_id, "--as", "alice")["state"] == "in_progress"
-    replied = cli("reply", anna.case_id, "--as", "alice", "--text", "Wir haben die Erstattung angestoßen.")
+    assert cli("claim", anna.case_id, "--as", "alice", "--json")["state"] == "in_progress"
+    # a colleague's claim, reply or close does not silently take the case over; empty replies are refused
+    for action in (("claim",), ("reply", "--text", "Ich mach das"), ("close",)):
+        refused = cli_run(action[0], anna.case_id, "--as", "bob", *action[1:])
+        assert refused.returncode == 1 and "assigned to alice" in refused.stderr and "--take-over" in refused.stderr
+    empty = cli_run("reply", anna.case_id, "--as", "alice", "--text", "  ")
+    assert empty.returncode == 1 and "needs text" in empty.stderr
+    assert store.get(anna.case_id)[0].first_response_at is None and store.get(anna.case_id)[0].assignee == "alice"
+    human = cli_run("reply", anna.case_id, "--as", "alice", "--text", "Wir haben die Erstattung angestoßen.")
+    assert human.returncode == 0 and human.stdout.startswith(f"{anna.case_id}: in progress") and "first response after" in human.stdout
+    replied = store.get(anna.case_id)[0].model_dump(mode="json")
     assert replied["first_response_at"] and replied["first_response_s"] > 0
-    closed = cli("close", anna.case_id, "--as", "alice", "--text", "Erstattung ist raus.")
+    closed = cli("close", anna.case_id, "--as", "alice", "--text", "Erstattung ist raus.", "--json")
     assert closed["state"] == "done" and closed["resolution_s"] >= closed["first_response_s"]
 
     # the manager exports the response times once, and marks Bob's case that missed its 2 s SLA
