@@ -145,7 +145,7 @@ def line_chart(title: str, days: list[str], series: dict[str, list[float | None]
            f'aria-label="{escape(title)}" class="chart">', f'<title>{escape(title)}</title>',
            f'<text x="0" y="16" class="chart-title">{escape(title)}</text>',
            f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" stroke="#999"/>',
-           f'<text x="0" y="{top + 10}">{peak:.0f} {escape(unit)}</text>', f'<text x="0" y="{top + plot_h}">0</text>']
+           f'<text x="0" y="{top + 10}">{peak:.1f} {escape(unit)}</text>', f'<text x="0" y="{top + plot_h}">0</text>']
     for i, day in enumerate(days):
         if len(days) <= 8 or i % max(1, len(days) // 7) == 0:
             out.append(f'<text x="{left + i * step - 14:.1f}" y="{height - bottom + 16}">{escape(day[5:])}</text>')

@@ -195,3 +195,17 @@ def test_versions_round_trip_and_garbage_is_refused():
     for bad in (None, "", "12.3", "a.b.c"):
         with pytest.raises(BadQuery):
             parse_version(bad)
+
+
+def test_hash_password_command_prompts_twice_and_refuses_short_passwords():
+    from argon2 import PasswordHasher
+    from click.testing import CliRunner
+
+    from stimmung.commands.inbox import inbox
+
+    done = CliRunner().invoke(inbox, ["hash-password"], input="correct horse battery\ncorrect horse battery\n")
+    assert done.exit_code == 0
+    hashed = done.output.strip().splitlines()[-1]
+    assert PasswordHasher().verify(hashed, "correct horse battery")
+    short = CliRunner().invoke(inbox, ["hash-password"], input="short\nshort\n")
+    assert short.exit_code == 2 and "at least 12" in short.output
