@@ -55,6 +55,7 @@ async def start(request: Request) -> Response:
 
 async def callback(request: Request) -> Response:
     from authlib.integrations.base_client.errors import OAuthError
+    from joserfc.errors import JoseError
 
     from stimmung.inbox.app import INBOX_SIGNINS, client_of, start_session
 
@@ -67,6 +68,11 @@ async def callback(request: Request) -> Response:
         INBOX_SIGNINS.labels(via="oidc", outcome="failed").inc()
         log.warning("OIDC sign-in failed", extra={"error": err.error})
         return inbox.render(request, "login.html", {"username": "", "error": f"Single sign-on failed: {err.error}"}, 401)
+    except (JoseError, ValueError, KeyError) as err:  # an ID token that fails validation (claims, signature)
+        INBOX_SIGNINS.labels(via="oidc", outcome="failed").inc()
+        log.warning("OIDC sign-in refused: invalid ID token", extra={"error": type(err).__name__})
+        return inbox.render(request, "login.html", {"username": "", "error": "Single sign-on failed: invalid ID token"},
+                            401)
     claims = dict(token.get("userinfo") or {})
     s = inbox.settings.inbox.oidc
     user = inbox.directory.from_claims(claims, s.username_claim, s.roles_claim)
