@@ -18,6 +18,28 @@ class Reply(BaseModel):
     text: str = Field(max_length=5000)
 
 
+class Note(BaseModel):
+    """An internal note: seen by staff only, never sent to the customer."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str
+    at: AwareDatetime = Field(default_factory=utcnow)
+    text: str = Field(max_length=5000)
+
+
+CaseAction = Literal["claimed", "noted", "replied", "closed", "reopened", "assigned", "moved"]
+
+
+class CaseEvent(BaseModel):
+    """One staff action on a case (the inbox's per-case history)."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: AwareDatetime = Field(default_factory=utcnow)
+    by: str
+    action: CaseAction
+    detail: str | None = Field(None, max_length=500)
+
+
 class Case(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,5 +74,7 @@ class Case(BaseModel):
     first_response_s: float | None = None
     resolution_s: float | None = None
     replies: list[Reply] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list, description="Internal notes (the inbox)")
+    history: list[CaseEvent] = Field(default_factory=list, description="Staff actions taken in the inbox, oldest first")
     observed: list[Literal["first_response", "resolution"]] = Field(
         default_factory=list, description="Durations already exported as Prometheus histograms")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from stimmung.commands import cases, consent, demo, kibana, models, roles, schemas, search, setup, sources, stack
+from stimmung.commands import cases, consent, demo, inbox, kibana, models, roles, schemas, search, setup, sources, stack
 from stimmung.commands.common import Context, fail
 from stimmung.config import ConfigError
 
@@ -44,7 +44,7 @@ for command in (
     schemas.show_config, schemas.schemas, models.models, stack.stack, setup.topics, setup.setup,
     sources.import_file, sources.connect, sources.webhook,
     roles.privacy_worker, roles.worker, roles.alerting, roles.sink,
-    consent.consent, cases.cases, search.search_cmd, search.erase_cmd, search.migrate_indices,
+    consent.consent, cases.cases, inbox.inbox, search.search_cmd, search.erase_cmd, search.migrate_indices,
     kibana.kibana, demo.demo,
 ):
     main.add_command(command)

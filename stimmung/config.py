@@ -291,6 +291,51 @@ class CRMSettings(_Section):
     influence: InfluenceSettings = InfluenceSettings()
 
 
+class InboxAccount(_Section):
+    """A person who works cases. Without ``password_hash`` the account signs in only through OIDC
+    (its rights still come from here when the identity provider sends no roles)."""
+
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,128}$")
+    display_name: str | None = None
+    password_hash: SecretStr | None = Field(None, description="Argon2id hash (`stimmung inbox hash-password`)")
+    teams: dict[str, Literal["agent", "lead"]] = Field(default_factory=dict, description="team (= queue) -> role")
+    admin: bool = Field(False, description="Sees and changes every queue, and the lead view of every team")
+
+
+class InboxOIDCSettings(_Section):
+    """OpenID Connect sign-in (authorization code + PKCE) for companies with an identity provider."""
+
+    issuer: str | None = Field(None, description="Issuer URL; its /.well-known/openid-configuration is read")
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    scopes: str = "openid profile email"
+    username_claim: str = "preferred_username"
+    roles_claim: str = Field("groups", description="Claim with 'team:agent', 'team:lead' or 'admin' entries")
+    label: str = Field("Single sign-on", description="Text of the sign-in button")
+
+
+class InboxSettings(_Section):
+    """The case inbox (`stimmung inbox`): a web app on the cases in Elasticsearch."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8090, ge=1, le=65535)
+    public_url: str | None = Field(None, description="Base URL users reach it at (OIDC redirect address)")
+    session_secret: SecretStr | None = None
+    session_secret_file: Path | None = Field(None, description="Key that signs session cookies (32+ characters)")
+    session_max_age_s: int = Field(8 * 3600, ge=60)
+    cookie_secure: bool = Field(True, description="Send the session cookie over HTTPS only (localhost is exempt in browsers)")
+    teams: list[str] = Field(default_factory=list, description="Teams besides the queues named by crm.routes")
+    accounts: list[InboxAccount] = Field(default_factory=list)
+    accounts_file: Path | None = Field(None, description="YAML list of accounts (mounted secret), added to `accounts`")
+    oidc: InboxOIDCSettings = InboxOIDCSettings()
+    audit_index: str = Field("stimmung-inbox-audit", description="Every sign-in, action and export")
+    page_size: int = Field(50, ge=1, le=500)
+    export_max_rows: int = Field(10_000, ge=1, le=100_000)
+    sla_warn_fraction: float = Field(0.75, gt=0, lt=1, description="SLA clock turns amber when this share is used")
+    live_poll_s: float = Field(1.0, gt=0, description="How often the live stream looks for changed cases")
+
+
 class ModelSettings(_Section):
     """Which models enrich mentions. The offline default needs no network."""
 
@@ -518,6 +563,7 @@ class Settings(BaseSettings):
     connectors: ConnectorSettings = ConnectorSettings()
     alerting: AlertingSettings = AlertingSettings()
     crm: CRMSettings = CRMSettings()
+    inbox: InboxSettings = InboxSettings()
     brands: list[BrandSettings] = Field(default_factory=list, description="Brands to tag mentions with (and to filter sources by)")
 
     @classmethod

@@ -188,6 +188,8 @@ def cases_mapping() -> dict[str, Any]:
         "first_response_due": date_, "resolution_due": date_, "sla_breached": keyword,
         "first_response_s": {"type": "double"}, "resolution_s": {"type": "double"},
         "replies": {"properties": {"by": keyword, "at": date_, "text": {"type": "text"}}},
+        "notes": {"properties": {"by": keyword, "at": date_, "text": {"type": "text"}}},
+        "history": {"properties": {"at": date_, "by": keyword, "action": keyword, "detail": {"type": "text"}}},
         "observed": keyword, "url": {"type": "keyword", "index": False}}}
 
 

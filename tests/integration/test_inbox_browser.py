@@ -1,0 +1,117 @@
+"""The inbox in a real browser (Debian's Chromium and chromedriver, driven by Selenium) against
+the real Elasticsearch: sign in, find the case in the support queue, claim, note, reply, close;
+another team's agent cannot see it; the lead view draws its charts. Screenshots of the main
+views go to docs/img/ (README)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from elasticsearch import Elasticsearch
+
+from stimmung.config import load_settings
+from stimmung.pipeline.elastic.indices import ensure_indices
+
+from .conftest import PSEUDONYM_KEY
+from .inbox_server import PASSWORD, InboxServer, inbox_config
+from .test_inbox import seed_case, stored
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
+pytestmark = pytest.mark.skipif(not CHROMEDRIVER.exists() or not shutil.which("chromium"),
+                                reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900",
+                "--disable-gpu", "--lang=en"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)  # no driver download
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def sign_in(driver, url: str, username: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(url + "/login")
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "sign-in").click()
+    assert driver.find_element(By.ID, "signed-in-as").text
+
+
+def test_an_agent_works_a_case_in_the_browser_and_another_team_cannot_see_it(config, tmp_path, monkeypatch, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    monkeypatch.setenv("STIMMUNG_PRIVACY__PSEUDONYM_KEY", PSEUDONYM_KEY)
+    inbox_config(config)
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(config))
+    s = load_settings(path)
+    es = Elasticsearch(s.elasticsearch.url)
+    ensure_indices(es, s.elasticsearch)
+    complaint = seed_case(s, es, "b1", "Nordbahn: seit drei Wochen keine Erstattung für mein Ticket. Unverschämt!")
+    seed_case(s, es, "b2", "Nordbahn-Zug 4711 wieder 40 Minuten Verspätung, Anschluss verpasst")
+    server = InboxServer(s, es)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    try:
+        sign_in(browser, server.url, "alice")
+        assert browser.current_url.endswith("/queue/support")
+        rows = browser.find_elements(By.CSS_SELECTOR, "tr.case-row")
+        assert {r.get_attribute("data-case") for r in rows} >= {complaint.case_id}
+
+        # live: a case opened now appears without a reload (server-sent events)
+        fresh = seed_case(s, es, "b3", "Nordbahn App stürzt beim Ticketkauf ab, refund bitte")
+        WebDriverWait(browser, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-case="{fresh.case_id}"]')))
+        browser.save_screenshot(str(IMAGES / "inbox-queue.png"))
+
+        browser.find_element(By.CSS_SELECTOR, f'tr[data-case="{complaint.case_id}"] a.case-link').click()
+        assert browser.find_element(By.ID, "case-id").text == complaint.case_id
+        browser.find_element(By.ID, "claim").click()
+        assert "claimed" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+        assert browser.find_element(By.ID, "assignee").text == "alice"
+        browser.find_element(By.ID, "note-text").send_keys("Kundin hat Ticket 4711, Erstattung angestoßen")
+        browser.find_element(By.ID, "note").click()
+        browser.find_element(By.ID, "reply-text").send_keys("Die Erstattung ist unterwegs, Entschuldigung!")
+        browser.find_element(By.ID, "reply").click()
+        assert "Die Erstattung ist unterwegs" in browser.find_element(By.ID, "timeline").text
+        browser.save_screenshot(str(IMAGES / "inbox-case.png"))
+        browser.find_element(By.ID, "close").click()
+        assert browser.find_element(By.ID, "case-state").text == "done"
+        history = browser.find_element(By.ID, "history").text
+        assert all(word in history for word in ("claimed", "noted", "replied", "closed"))
+        case, _, _ = stored(s, es, complaint.case_id)
+        assert case.state == "done" and case.first_response_s is not None and len(case.history) == 4
+
+        # another team's agent: no support queue, and the case is not found
+        sign_in(browser, server.url, "leo")
+        assert complaint.case_id not in browser.page_source
+        assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "header nav a")] == ["legal"]
+        browser.get(f"{server.url}/case/{complaint.case_id}")
+        assert "There is no case" in browser.find_element(By.ID, "error").text
+
+        # the lead view draws the charts
+        sign_in(browser, server.url, "lena")
+        browser.get(server.url + "/lead")
+        assert len(browser.find_elements(By.CSS_SELECTOR, "figure svg")) >= 2
+        browser.save_screenshot(str(IMAGES / "inbox-lead.png"))
+        browser.get(server.url + "/login")
+        browser.delete_all_cookies()
+        browser.get(server.url + "/login")
+        browser.save_screenshot(str(IMAGES / "inbox-login.png"))
+    finally:
+        server.stop()
