@@ -25,6 +25,32 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (ConfigError, StackError, KafkaUnavailable) as err:
             fail(str(err))
+        except Exception as err:  # noqa: BLE001 - only services' errors are translated; the rest re-raised
+            message = service_error(err, ctx.obj)
+            if message is None:
+                raise
+            fail(message, code=1)
+
+
+def service_error(err: Exception, obj: Context | None) -> str | None:
+    """One line for an unreachable or refusing Elasticsearch or Kafka, or None for other errors."""
+    import elastic_transport
+    from elasticsearch import AuthenticationException, AuthorizationException
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    settings = obj._settings if obj is not None else None
+    es_url = settings.elasticsearch.url if settings else "elasticsearch.url"
+    brokers = settings.kafka.bootstrap_servers if settings else "kafka.bootstrap_servers"
+    if isinstance(err, (AuthenticationException, AuthorizationException)):
+        return (f"elasticsearch at {es_url} refused the credentials ({err.status_code}): check "
+                "elasticsearch.api_key / username / password")
+    if isinstance(err, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout)):
+        return (f"elasticsearch is not reachable at {es_url} ({type(err).__name__}); is it running "
+                "(`stimmung stack status`) and is elasticsearch.url right?")
+    if isinstance(err, (KafkaConnectionError, KafkaTimeoutError)):
+        return (f"kafka is not reachable at {brokers} ({type(err).__name__}); is it running "
+                "(`stimmung stack status`) and is kafka.bootstrap_servers right?")
+    return None
 
 
 @click.group(cls=_Group)

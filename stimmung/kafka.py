@@ -87,6 +87,8 @@ def admin_client(settings: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdmin
                 **client_config(settings),
                 client_id=f"{settings.client_id}-admin",
                 request_timeout_ms=int(min(timeout_s, 30) * 1000),
+                # kafka-python 3 waits 30 s for a first broker by default, whatever timeout_s says
+                bootstrap_timeout_ms=int(max(1.0, min(timeout_s, 30)) * 1000),
             )
         except SaslAuthenticationFailedError as err:
             raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} refused our SASL authentication "

@@ -30,6 +30,11 @@ class TextFormatter(logging.Formatter):
 _QUIET = ("kafka", "aiokafka", "elastic_transport", "urllib3", "faust.transport", "mode", "faust")
 
 
+def quiet_level(level: str) -> int:
+    """The level for chatty libraries: WARNING, or stricter when the whole process is."""
+    return max(logging.WARNING, logging.getLevelName(level))
+
+
 def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
     formatter: dict[str, Any]
     if fmt == "json":
@@ -40,7 +45,7 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
         }
     else:
         formatter = {"()": TextFormatter, "fmt": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
-    quiet_level = max(logging.WARNING, logging.getLevelName(level))
+    quiet = quiet_level(level)
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -49,7 +54,7 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
             "stderr": {"class": "logging.StreamHandler", "formatter": "stimmung", "stream": "ext://sys.stderr"},
         },
         "loggers": {
-            **{name: {"level": logging.getLevelName(quiet_level)} for name in _QUIET},
+            **{name: {"level": logging.getLevelName(quiet)} for name in _QUIET},
             # Its per-node failure warnings carry full tracebacks on every retry; the sink logs
             # one clear line per retry (and the circuit breaker's state) instead.
             "elastic_transport.node_pool": {"level": "ERROR"},

@@ -26,9 +26,15 @@ class Component(Protocol):
 
 def start_role(settings: Settings, create_topics: bool = True) -> None:
     """Serve /metrics, /healthz and /readyz on the metrics port, then create missing topics."""
+    import logging
+
     from stimmung.kafka import ensure_topics
+    from stimmung.logs import quiet_level
     from stimmung.metrics import serve
 
+    # A long-running role keeps the Kafka client's warnings (one-shot commands silence them).
+    for client in ("kafka", "elastic_transport"):
+        logging.getLogger(client).setLevel(quiet_level(settings.log_level))
     serve(settings.metrics.port, settings.metrics.host)
     if create_topics:
         ensure_topics(settings.kafka)

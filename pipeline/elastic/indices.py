@@ -42,8 +42,13 @@ def _lifecycle_policy(retention_days: int) -> dict[str, Any]:
     }
 
 
-def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings) -> IndexSetup:
-    """Apply templates (idempotent, versioned), the lifecycle policy and the small indices."""
+def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings, *, staff_command: bool = False) -> IndexSetup:
+    """Apply templates (idempotent, versioned), the lifecycle policy and the small indices.
+
+    ``staff_command``: a one-shot command (search, erase, consent, cases) that merely makes sure
+    the indices exist — the cluster's missing ILM is the operator's news (setup, the sink), not
+    a warning on every staff action."""
+    note = log.debug if staff_command else log.warning
     caps = detect_capabilities(client)
     layout = IndexLayout.from_settings(settings)
     if layout.alias in client.indices.get(index=layout.alias, ignore_unavailable=True, allow_no_indices=True):
@@ -59,7 +64,7 @@ def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings) -> In
         client.ilm.put_lifecycle(name=policy, policy=_lifecycle_policy(settings.retention_days))
         index_settings["index.lifecycle.name"] = policy
     elif settings.retention_days:
-        log.warning(
+        note(
             "Elasticsearch has no index lifecycle management (ILM): the sink deletes mention "
             "indices older than the retention itself", extra={"retention_days": settings.retention_days}
         )
@@ -86,7 +91,7 @@ def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings) -> In
     _ensure_plain_index(client, settings.erasures_index, erasures_mapping(), settings.replicas)
     older = older_version_indices(client, layout)
     if older:
-        log.warning("mention indices of an older template version are still behind the alias; once every sink "
+        note("mention indices of an older template version are still behind the alias; once every sink "
                     "runs this version, run `stimmung migrate-indices` (a replay would otherwise show mentions twice)",
                     extra={"indices": older[:5], "count": len(older), "current_version": layout.version})
     return IndexSetup(caps, ilm, layout)

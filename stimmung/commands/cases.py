@@ -20,7 +20,7 @@ def _case_store(obj: Context):
     from stimmung.pipeline.elastic.indices import ensure_indices
 
     client = es_client(obj)
-    ensure_indices(client, obj.settings.elasticsearch)
+    ensure_indices(client, obj.settings.elasticsearch, staff_command=True)
     return CaseStore(client, obj.settings.elasticsearch.cases_index, ticket_mirror(obj.settings))
 
 

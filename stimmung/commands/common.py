@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -28,6 +29,11 @@ class Context:
             from stimmung.logs import setup_logging
 
             setup_logging(self._settings.log_level, self._settings.log_format)
+            if self._settings.log_level != "DEBUG":
+                # One-shot commands report an unreachable broker in one line of their own; the
+                # client's per-retry connection errors would bury it (roles turn it back on).
+                for chatty in ("kafka", "elastic_transport"):
+                    logging.getLogger(chatty).setLevel(logging.CRITICAL)
         return self._settings
 
 

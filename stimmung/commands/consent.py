@@ -28,7 +28,7 @@ def _consent_service(obj: Context):
     s = obj.settings
     ensure_topics(s.kafka)
     client = make_client(s.elasticsearch)
-    ensure_indices(client, s.elasticsearch)
+    ensure_indices(client, s.elasticsearch, staff_command=True)
     return ConsentService(s, client)
 
 

@@ -16,18 +16,23 @@ def kibana() -> None:
 
 @kibana.command("export")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the NDJSON (default: deploy/kibana/stimmung.ndjson, default index names).")
+              help="Where to write the NDJSON (default: standard output).")
 @click.option("--from-settings", is_flag=True, help="Use the configured index names instead of the defaults.")
 @click.pass_obj
 def kibana_export(obj: Context, out: Path | None, from_settings: bool) -> None:
-    """Write the saved objects as NDJSON (for Stack Management -> Saved objects -> Import)."""
-    from stimmung.kibana import NDJSON_PATH, build_objects, objects_for, to_ndjson
+    """Write the saved objects as NDJSON (for Stack Management -> Saved objects -> Import).
+
+    To standard output unless --out is given: the repository's deploy/kibana/stimmung.ndjson is
+    regenerated on purpose (`--out deploy/kibana/stimmung.ndjson`), never by accident."""
+    from stimmung.kibana import build_objects, objects_for, to_ndjson
 
     objects = objects_for(obj.settings) if from_settings else build_objects()
-    path = out or NDJSON_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_ndjson(objects), encoding="utf-8")
-    click.echo(f"wrote {len(objects)} objects to {path}")
+    if out is None:
+        click.echo(to_ndjson(objects), nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_ndjson(objects), encoding="utf-8")
+    click.echo(f"wrote {len(objects)} objects to {out}", err=True)
 
 
 @kibana.command("import")

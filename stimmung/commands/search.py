@@ -91,7 +91,7 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], all_p
         fail("give either --author HANDLE or --pseudonym PSN (one or more)")
     es = obj.settings.elasticsearch
     client = es_client(obj)
-    ensure_indices(client, es)
+    ensure_indices(client, es, staff_command=True)
     if handle:
         candidates = pseudonyms_of(obj.settings, client, handle, platform)
     else:

@@ -22,7 +22,8 @@ def topics(obj: Context) -> None:
 @click.command("setup")
 @click.option("--kibana/--no-kibana", "with_kibana", default=None,
               help="Import the Kibana saved objects too (default: when kibana.url is set).")
-@click.option("--wait", default=300.0, show_default=True, help="Seconds to wait for Kafka and Elasticsearch to answer.")
+@click.option("--wait", default=30.0, show_default=True,
+              help="Seconds to wait for Kafka and Elasticsearch to answer (the Helm hook and Compose use 600).")
 @click.pass_obj
 def setup(obj: Context, with_kibana: bool | None, wait: float) -> None:
     """Prepare a cluster: topics, Elasticsearch templates/lifecycle/indices, Kibana objects.

@@ -52,7 +52,7 @@ FIELDS = {
 
 def test_committed_ndjson_is_current():
     assert NDJSON_PATH.read_text(encoding="utf-8") == to_ndjson(build_objects()), \
-        "run `stimmung kibana export` after changing stimmung/kibana.py"
+        "run `stimmung kibana export --out deploy/kibana/stimmung.ndjson` after changing stimmung/kibana.py"
 
 
 def test_every_line_is_a_saved_object_with_unique_id_and_resolvable_references():
