@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import click
 
-from stimmung.commands import cases, consent, demo, kibana, models, roles, schemas, search, setup, sources, stack
+from stimmung.commands import (brands, cases, consent, corrections, deadletter, demo, kibana, models, roles, schemas, search,
+                               setup, sources, stack)
 from stimmung.commands.common import Context, fail
 from stimmung.config import ConfigError
 
@@ -45,6 +46,9 @@ for command in (
     sources.import_file, sources.connect, sources.webhook,
     roles.privacy_worker, roles.worker, roles.alerting, roles.sink,
     consent.consent, cases.cases, search.search_cmd, search.erase_cmd, search.migrate_indices,
+    deadletter.deadletter,
+    brands.brands,
+    corrections.correct, corrections.corrections,
     kibana.kibana, demo.demo,
 ):
     main.add_command(command)
