@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from stimmung.config import KafkaSettings
 from stimmung.kafka import KafkaUnavailable, client_config, confirm_sent, make_producer
@@ -141,7 +141,7 @@ def _consumer(settings: KafkaSettings) -> KafkaConsumer:
     try:
         return KafkaConsumer(**client_config(settings), client_id=f"{settings.client_id}-deadletter-reader",
                              group_id=None, enable_auto_commit=False, request_timeout_ms=30_000)
-    except (NoBrokersAvailable, KafkaConnectionError, KafkaTimeoutError):
+    except (KafkaConnectionError, KafkaTimeoutError):
         raise KafkaUnavailable(f"no Kafka broker reachable at {settings.bootstrap_servers} "
                                "(is the stack up? try `stimmung stack up`)") from None
 
