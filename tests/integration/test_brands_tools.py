@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import yaml
 from elasticsearch import Elasticsearch
 
 from stimmung.pipeline.elastic.brands import RETAG_FIELDS, RetagReport, _named, _update
@@ -79,8 +80,8 @@ def test_add_set_remove_edit_only_the_brands_block_and_refuse_bad_queries(config
     assert "no brand 'Westbahn'" in cli(conf, "brands", "remove", "Westbahn").stderr
 
     fresh = tmp_path / "new.yaml"  # a settings file that does not exist yet is created
-    assert cli(fresh, "brands", "add", "Stromfix", "--query", "Stromfix").exit_code == 0 or fresh.exists()
-    assert "Stromfix" in fresh.read_text()
+    assert cli(fresh, "brands", "add", "Stromfix", "--query", "Stromfix").exit_code == 0
+    assert yaml.safe_load(fresh.read_text()) == {"brands": [{"name": "Stromfix", "queries": ["Stromfix"]}]}
 
 
 def test_retag_updates_tags_in_place_counts_changes_and_is_idempotent(settings, config, tmp_path):
