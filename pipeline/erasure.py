@@ -111,6 +111,9 @@ def erase(client: Elasticsearch, settings: ElasticsearchSettings, pseudonyms: di
     # (ConsentService.erase), which also needs Kafka.
     cases, _ = delete_mentions_of(client, settings.cases_index, names, field=CASE_AUTHOR_FIELD)
     deleted += cases
+    # and analysts' corrections of their mentions (a note may quote or describe the author)
+    corrections, _ = delete_mentions_of(client, settings.corrections_index, names, field=CASE_AUTHOR_FIELD)
+    deleted += corrections
     for record in records:
         record.deleted = deleted  # documents removed by this request (all its pseudonyms)
     _write_records(client, settings.erasures_index, records)

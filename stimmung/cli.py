@@ -9,7 +9,23 @@ from __future__ import annotations
 
 import click
 
-from stimmung.commands import cases, consent, demo, inbox, kibana, models, roles, schemas, search, setup, sources, stack
+from stimmung.commands import (
+    brands,
+    cases,
+    consent,
+    corrections,
+    deadletter,
+    demo,
+    inbox,
+    kibana,
+    models,
+    roles,
+    schemas,
+    search,
+    setup,
+    sources,
+    stack,
+)
 from stimmung.commands.common import Context, fail
 from stimmung.config import ConfigError
 
@@ -71,6 +87,9 @@ for command in (
     sources.import_file, sources.connect, sources.webhook,
     roles.privacy_worker, roles.worker, roles.alerting, roles.sink,
     consent.consent, cases.cases, inbox.inbox, search.search_cmd, search.erase_cmd, search.migrate_indices,
+    deadletter.deadletter,
+    brands.brands,
+    corrections.correct, corrections.corrections,
     kibana.kibana, demo.demo,
 ):
     main.add_command(command)

@@ -118,6 +118,7 @@ class ElasticsearchSettings(HTTPServiceAuth):
     consents_index: str = Field("stimmung-consents", description="Current consent per author pseudonym (the sink's view)")
     consent_audit_index: str = Field("stimmung-consent-audit", description="Every grant, withdrawal and erasure of a consent")
     cases_index: str = Field("stimmung-cases", description="Social CRM cases")
+    corrections_index: str = Field("stimmung-corrections", description="Analysts' corrections of mentions (stimmung correct), by mention id")
     index_period: Literal["day", "week", "month"] = Field("month", description="One mentions index per period of the mention's creation time")
     retention_days: int = Field(365, ge=0, description="Delete mentions older than this (0 = keep forever); ILM where the cluster has it, else the sink")
     replicas: str = Field("0-1", description="index.auto_expand_replicas: 0-1 runs green on one node and keeps a replica on more")

@@ -20,6 +20,7 @@ from stimmung.config import KibanaSettings, Settings, read_secret
 MENTIONS_VIEW = "stimmung-mentions"  # data view ids are fixed: links and panels refer to them
 ALERTS_VIEW = "stimmung-alerts"
 CASES_VIEW = "stimmung-cases"
+CORRECTIONS_VIEW = "stimmung-corrections"
 DASHBOARD_ID = "stimmung-overview"
 NDJSON_PATH = Path(__file__).resolve().parent.parent / "deploy" / "kibana" / "stimmung.ndjson"
 _VERSIONS = {"coreMigrationVersion": "8.8.0"}
@@ -161,6 +162,11 @@ def searches() -> list[dict[str, Any]]:
                      'state : ("open" or "in_progress")',
                      ["priority", "queue", "state", "assignee", "brand", "title", "sla_breached", "mention_count"],
                      view=CASES_VIEW, sort=[["priority", "asc"], ["created_at", "asc"]]),
+        saved_search("stimmung-corrections-list", "Corrections",
+                     "Analysts' corrections of mentions (stimmung correct), newest first: what the model said, "
+                     "what the analyst set, who and why. Filter mention_id to join with a mention.", "",
+                     ["mention_id", "field", "label", "model_value", "value", "corrected_by", "revision", "note",
+                      "mention_brands"], view=CORRECTIONS_VIEW),
     ]
 
 
@@ -185,10 +191,11 @@ def dashboard(panels: list[tuple[str, str, tuple[int, int, int, int]]]) -> dict[
 
 
 def build_objects(mentions_index: str = "stimmung-mentions", alerts_index: str = "stimmung-alerts",
-                  cases_index: str = "stimmung-cases") -> list[dict[str, Any]]:
+                  cases_index: str = "stimmung-cases", corrections_index: str = "stimmung-corrections") -> list[dict[str, Any]]:
     views = [data_view(MENTIONS_VIEW, mentions_index, "Stimmung mentions"),
              data_view(ALERTS_VIEW, alerts_index, "Stimmung alerts"),
-             data_view(CASES_VIEW, cases_index, "Stimmung cases", time_field="created_at")]
+             data_view(CASES_VIEW, cases_index, "Stimmung cases", time_field="created_at"),
+             data_view(CORRECTIONS_VIEW, corrections_index, "Stimmung corrections")]
     layout = [
         ("lens", "stimmung-volume-by-sentiment", (0, 0, 32, 12)),
         ("lens", "stimmung-languages", (32, 0, 8, 12)),
@@ -210,7 +217,7 @@ def to_ndjson(objects: list[dict[str, Any]]) -> str:
 
 def objects_for(settings: Settings) -> list[dict[str, Any]]:
     return build_objects(settings.elasticsearch.mentions_index, settings.elasticsearch.alerts_index,
-                         settings.elasticsearch.cases_index)
+                         settings.elasticsearch.cases_index, settings.elasticsearch.corrections_index)
 
 
 # ---- what the objects use (for tests and `stimmung kibana check`) ------------------------------------

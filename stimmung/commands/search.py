@@ -26,43 +26,111 @@ def _pseudonyms_for(obj: Context, client):
 @click.option("--brand", multiple=True, help="Brand name as tagged by the enricher (repeatable).")
 @click.option("--lang", "language", multiple=True, help="Language code (repeatable).")
 @click.option("--platform", multiple=True)
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Newest N hits.")
+@click.option("--all", "everything", is_flag=True, help="Every hit (for exports; paged, progress on stderr).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "ndjson"]), default=None,
+              help="Output format (default: table).")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--fields", default=None, help="CSV columns, comma-separated (default: all; see README).")
+@click.option("--tz", "tz_name", default="UTC", show_default=True, help="Display time zone, e.g. Europe/Berlin.")
+@click.option("--wide", is_flag=True, help="Table with every column, whatever the terminal width.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to FILE (relative to the current directory) instead of standard output.")
 @click.option("--kibana-url", default=None, help="Kibana base URL for the Discover link (default: kibana.url).")
 @click.pass_obj
 def search_cmd(obj: Context, query: str | None, since: str, until: str | None, sentiment: tuple[str, ...],
                topic: tuple[str, ...], brand: tuple[str, ...], language: tuple[str, ...], platform: tuple[str, ...],
-               limit: int, as_json: bool, kibana_url: str | None) -> None:
-    """Search indexed mentions with a brand query, e.g. 'Nordbahn AND Verspätung*' --since 1h --sentiment negative."""
-    from stimmung.brandquery import BrandQueryError
-    from stimmung.pipeline.elastic.search import SearchRequest, search
+               limit: int, everything: bool, fmt: str | None, as_json: bool, fields: str | None, tz_name: str,
+               wide: bool, out: str | None, kibana_url: str | None) -> None:
+    """Search indexed mentions with a brand query, e.g. 'Nordbahn AND Verspätung*' --since 1h --sentiment negative.
 
-    request = SearchRequest(query, since, until, list(sentiment), list(topic), list(brand), list(language),
-                            list(platform), limit)
-    client = es_client(obj)
+    Table for people; csv, json or ndjson for spreadsheets and scripts (--out FILE). Times are
+    shown in --tz (UTC by default)."""
+    from stimmung.brandquery import BrandQueryError
+    from stimmung.pipeline.elastic.search import SearchRequest, stream
+    from stimmung.tables import display_zone, parse_fields
+
+    if as_json and fmt not in (None, "json"):
+        fail(f"--json and --format {fmt} contradict each other")
+    fmt = "json" if as_json else (fmt or "table")
     try:
-        result = search(client, obj.settings.elasticsearch.mentions_index, request, _pseudonyms_for(obj, client),
-                        kibana_url or obj.settings.kibana.url)
+        zone = display_zone(tz_name)
+        columns = parse_fields(fields)
+    except ValueError as err:
+        fail(str(err))
+    if fields and fmt != "csv":
+        fail("--fields applies to --format csv")
+    request = SearchRequest(query, since, until, list(sentiment), list(topic), list(brand), list(language),
+                            list(platform), 2**31 - 1 if everything else limit)
+    client = es_client(obj)
+    bar = _Progress()
+    try:
+        result = stream(client, obj.settings.elasticsearch.mentions_index, request, _pseudonyms_for(obj, client),
+                        kibana_url or obj.settings.kibana.url, progress=bar.update)
     except BrandQueryError as err:
         fail(f"brand query: {err}")
     except ValueError as err:
         fail(str(err))
-    if as_json:
-        click.echo(json.dumps({"total": result.total, "sentiment": result.sentiment,
-                               "discover_url": result.discover_url, "mentions": result.hits},
-                              ensure_ascii=False, indent=2))
-        return
+    target = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout
+    try:
+        written = _write(fmt, result, query, columns, zone, wide or bool(out), target)
+    finally:
+        bar.close()
+        if out:
+            target.close()
+    if out:
+        say(f"wrote {written} of {result.total} mention(s) to {out} ({fmt})")
+    elif fmt == "table" and result.discover_url:
+        click.echo(f"Kibana: {result.discover_url}")
+
+
+class _Progress:
+    """A progress line on stderr for exports of more than one page (quiet for a single page)."""
+
+    def __init__(self):
+        self._bar = None
+
+    def update(self, fetched: int, expected: int) -> None:
+        from stimmung.pipeline.elastic.search import PAGE_SIZE
+
+        if self._bar is None and expected > PAGE_SIZE:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=expected, desc="exporting", unit=" mentions", file=sys.stderr)
+        if self._bar is not None:
+            self._bar.update(fetched - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _write(fmt: str, result, query: str | None, columns: list[str], zone, wide: bool, target) -> int:
+    from stimmung.tables import write_csv, write_json, write_ndjson
+
+    if fmt == "csv":
+        return write_csv(result.hits, target, columns, zone)
+    if fmt == "ndjson":
+        return write_ndjson(result.hits, target)
+    if fmt == "json":
+        return write_json(result.total, result.sentiment, result.discover_url, result.hits, target)
+    import shutil
+
     from rich.console import Console
 
+    from stimmung.pipeline.elastic.search import SearchResult
     from stimmung.tables import search_table
 
-    console = Console()
-    console.print(search_table(result, query))
+    hits = list(result.hits)
+    # a file or --wide: every column, never squeezed; a terminal: its width (80 when unknown)
+    width = 200 if wide else shutil.get_terminal_size((80, 24)).columns
+    console = Console(file=target, width=width, highlight=False, no_color=target is not sys.stdout)
+    console.print(search_table(SearchResult(result.total, hits, result.sentiment, result.discover_url), query,
+                               zone, width))
     mix = ", ".join(f"{k} {v}" for k, v in sorted(result.sentiment.items()))
     if mix:
         console.print(f"sentiment: {mix}")
-    if result.discover_url:
-        click.echo(f"Kibana: {result.discover_url}")
+    return len(hits)
 
 
 @click.command("erase")

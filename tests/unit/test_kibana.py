@@ -19,6 +19,7 @@ from stimmung.config import KibanaSettings
 from stimmung.kibana import (
     ALERTS_VIEW,
     CASES_VIEW,
+    CORRECTIONS_VIEW,
     MENTIONS_VIEW,
     NDJSON_PATH,
     KibanaError,
@@ -28,6 +29,7 @@ from stimmung.kibana import (
     to_ndjson,
 )
 from stimmung.pipeline.elastic.client import Capabilities
+from stimmung.pipeline.elastic.corrections import corrections_mapping
 from stimmung.pipeline.elastic.indices import alerts_mapping, cases_mapping
 from stimmung.pipeline.elastic.mentions import mentions_mapping
 
@@ -47,6 +49,7 @@ FIELDS = {
     MENTIONS_VIEW: {f: (t, i) for f, t, i in _field_types(mentions_mapping(Capabilities(frozenset())))},
     ALERTS_VIEW: {f: (t, i) for f, t, i in _field_types(alerts_mapping())},
     CASES_VIEW: {f: (t, i) for f, t, i in _field_types(cases_mapping())},
+    CORRECTIONS_VIEW: {f: (t, i) for f, t, i in _field_types(corrections_mapping())},
 }
 
 
@@ -121,9 +124,10 @@ def test_every_field_an_object_uses_exists_in_the_mapping_with_a_usable_type():
 
 
 def test_import_uses_configured_index_names():
-    objects = build_objects("acme-mentions", "acme-alerts", "acme-cases")
+    objects = build_objects("acme-mentions", "acme-alerts", "acme-cases", "acme-corrections")
     titles = {o["id"]: o["attributes"]["title"] for o in objects if o["type"] == "index-pattern"}
-    assert titles == {MENTIONS_VIEW: "acme-mentions", ALERTS_VIEW: "acme-alerts", CASES_VIEW: "acme-cases"}
+    assert titles == {MENTIONS_VIEW: "acme-mentions", ALERTS_VIEW: "acme-alerts", CASES_VIEW: "acme-cases",
+                      CORRECTIONS_VIEW: "acme-corrections"}
 
 
 class _Kibana(BaseHTTPRequestHandler):
