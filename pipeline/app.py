@@ -34,6 +34,34 @@ from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
 log = logging.getLogger(__name__)
 
+# How long work may wait with no commit before liveness fails. Generous: a batch takes seconds,
+# Faust commits every ~3 s, and a broker outage should cost a restart only when it is long.
+PROGRESS_STALE_S = 300.0
+
+
+class ProgressWatch:
+    """Decides from (committed offset, end offset) per assigned partition whether the agent is
+    making progress: yes when any commit moved since the last look, or when nothing waits."""
+
+    def __init__(self) -> None:
+        self.last: dict = {}
+
+    def progressing(self, positions: dict) -> bool:
+        moved = any(self.last.get(tp, (None,))[0] != committed for tp, (committed, _) in positions.items())
+        waiting = any(end is not None and end > (committed or 0) for committed, end in positions.values())
+        self.last = dict(positions)
+        return moved or not waiting
+
+
+def _raw_positions(app: faust.App, topic: str) -> dict:
+    """(committed, end) offsets of the raw partitions this worker holds, from Faust's consumer."""
+    try:
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        return {tp: (consumer._committed_offset.get(tp), consumer.highwater(tp)) for tp in assigned}
+    except Exception:  # noqa: BLE001 - not started / rebalancing: nothing known waits for us
+        return {}
+
 
 def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App:
     kafka = settings.kafka
@@ -121,6 +149,18 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
         HEALTH.set_ready("worker", True, "models loaded, agent started")
         # Beats from the event loop: stale beats mean the loop is blocked (liveness, stimmung.health).
         await beat_forever("worker", interval_s=5.0, stale_after_s=60.0)
+
+    @app.task
+    async def progress() -> None:
+        # A live event loop is not a working agent: a wedged rebalance ("wait_empty: Waiting
+        # for tasks" forever) kept /healthz at 200 while nothing was enriched. This beat stays
+        # fresh only while commits advance or nothing waits for us, so liveness turns bad
+        # when work waits and the agent makes no progress.
+        watch = ProgressWatch()
+        while True:
+            if watch.progressing(_raw_positions(app, topics.raw)):
+                HEALTH.beat("enrich-progress", PROGRESS_STALE_S)
+            await asyncio.sleep(5.0)
 
     app.stimmung_settings = settings  # for the worker command
     return app

@@ -55,3 +55,15 @@ def test_metrics_port_answers_probes_and_metrics():
     assert status == 200 and body["loops"]["unit"]["ok"]
     status, text = get(port, "/metrics")
     assert status == 200 and "stimmung_mentions_indexed_total" in text
+
+
+def test_progress_watch_fails_only_when_work_waits_and_no_commit_moves():
+    from stimmung.pipeline.app import ProgressWatch
+
+    watch = ProgressWatch()
+    assert watch.progressing({})  # nothing assigned: nothing waits for us
+    assert watch.progressing({"p0": (10, 10)})  # caught up
+    assert not watch.progressing({"p0": (10, 50)})  # work arrived, no commit yet: no beat this time
+    assert watch.progressing({"p0": (20, 60)})  # commits advance
+    assert not watch.progressing({"p0": (20, 80)})  # backlog, no commit since the last look: wedged
+    assert watch.progressing({"p0": (21, 80)})  # a commit moved again
