@@ -53,6 +53,45 @@ class ProgressWatch:
         return moved or not waiting
 
 
+class RepeatFilter(logging.Filter):
+    """One line per kind of client error instead of a storm: aiokafka logs an ERROR for every
+    failed connection attempt and fetch (2,514 lines in a 26 s broker outage). The first record
+    of a (logger, message template) passes; repeats within ``window_s`` are counted and dropped;
+    the first one after the window passes with the count appended."""
+
+    def __init__(self, window_s: float = 60.0, clock=None):
+        super().__init__()
+        import time
+
+        self.window_s, self.clock = window_s, clock or time.monotonic
+        self.seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key, now = (record.name, str(record.msg)), self.clock()
+        first, dropped = self.seen.get(key, (None, 0))
+        if first is not None and now - first < self.window_s:
+            self.seen[key] = (first, dropped + 1)
+            return False
+        self.seen[key] = (now, 0)
+        if dropped:
+            record.msg = f"{record.msg} ({dropped} like it in the last {self.window_s:.0f} s not logged)"
+        return True
+
+
+def quiet_client_error_storms() -> None:
+    """Attach ``RepeatFilter`` to every aiokafka logger (filters are per logger, not inherited)."""
+    import aiokafka  # noqa: F401 - creates its module loggers
+
+    repeat = RepeatFilter()
+    names = [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+            logger.addFilter(repeat)
+
+
 def _raw_positions(app: faust.App, topic: str) -> dict:
     """(committed, end) offsets of the raw partitions this worker holds, from Faust's consumer."""
     try:
@@ -68,6 +107,7 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
     topics = kafka.topics
     pipe = settings.pipeline
     install_faust_fixes()  # see pipeline/faust_fixes.py: no acks for skipped messages, no delivery while seeking
+    quiet_client_error_storms()
     app = faust.App(
         pipe.app_id,
         broker=[f"kafka://{host}" for host in kafka.bootstrap_list],
