@@ -34,12 +34,80 @@ from stimmung.pipeline.privacy import pseudonymizer_from_settings
 
 log = logging.getLogger(__name__)
 
+# How long work may wait with no commit before liveness fails. Generous: a batch takes seconds,
+# Faust commits every ~3 s, and a broker outage should cost a restart only when it is long.
+PROGRESS_STALE_S = 300.0
+
+
+class ProgressWatch:
+    """Decides from (committed offset, end offset) per assigned partition whether the agent is
+    making progress: yes when any commit moved since the last look, or when nothing waits."""
+
+    def __init__(self) -> None:
+        self.last: dict = {}
+
+    def progressing(self, positions: dict) -> bool:
+        moved = any(self.last.get(tp, (None,))[0] != committed for tp, (committed, _) in positions.items())
+        waiting = any(end is not None and end > (committed or 0) for committed, end in positions.values())
+        self.last = dict(positions)
+        return moved or not waiting
+
+
+class RepeatFilter(logging.Filter):
+    """One line per kind of client error instead of a storm: aiokafka logs an ERROR for every
+    failed connection attempt and fetch (2,514 lines in a 26 s broker outage). The first record
+    of a (logger, message template) passes; repeats within ``window_s`` are counted and dropped;
+    the first one after the window passes with the count appended."""
+
+    def __init__(self, window_s: float = 60.0, clock=None):
+        super().__init__()
+        import time
+
+        self.window_s, self.clock = window_s, clock or time.monotonic
+        self.seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key, now = (record.name, str(record.msg)), self.clock()
+        first, dropped = self.seen.get(key, (None, 0))
+        if first is not None and now - first < self.window_s:
+            self.seen[key] = (first, dropped + 1)
+            return False
+        self.seen[key] = (now, 0)
+        if dropped:
+            record.msg = f"{record.msg} ({dropped} like it in the last {self.window_s:.0f} s not logged)"
+        return True
+
+
+def quiet_client_error_storms() -> None:
+    """Attach ``RepeatFilter`` to every aiokafka logger (filters are per logger, not inherited)."""
+    import aiokafka  # noqa: F401 - creates its module loggers
+
+    repeat = RepeatFilter()
+    names = [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+            logger.addFilter(repeat)
+
+
+def _raw_positions(app: faust.App, topic: str) -> dict:
+    """(committed, end) offsets of the raw partitions this worker holds, from Faust's consumer."""
+    try:
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        return {tp: (consumer._committed_offset.get(tp), consumer.highwater(tp)) for tp in assigned}
+    except Exception:  # noqa: BLE001 - not started / rebalancing: nothing known waits for us
+        return {}
+
 
 def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App:
     kafka = settings.kafka
     topics = kafka.topics
     pipe = settings.pipeline
     install_faust_fixes()  # see pipeline/faust_fixes.py: no acks for skipped messages, no delivery while seeking
+    quiet_client_error_storms()
     app = faust.App(
         pipe.app_id,
         broker=[f"kafka://{host}" for host in kafka.bootstrap_list],
@@ -121,6 +189,18 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
         HEALTH.set_ready("worker", True, "models loaded, agent started")
         # Beats from the event loop: stale beats mean the loop is blocked (liveness, stimmung.health).
         await beat_forever("worker", interval_s=5.0, stale_after_s=60.0)
+
+    @app.task
+    async def progress() -> None:
+        # A live event loop is not a working agent: a wedged rebalance ("wait_empty: Waiting
+        # for tasks" forever) kept /healthz at 200 while nothing was enriched. This beat stays
+        # fresh only while commits advance or nothing waits for us, so liveness turns bad
+        # when work waits and the agent makes no progress.
+        watch = ProgressWatch()
+        while True:
+            if watch.progressing(_raw_positions(app, topics.raw)):
+                HEALTH.beat("enrich-progress", PROGRESS_STALE_S)
+            await asyncio.sleep(5.0)
 
     app.stimmung_settings = settings  # for the worker command
     return app

@@ -9,8 +9,15 @@ consumer commit past messages no agent ever saw. (Our alerting restart test, whi
 Faust's tracker has the family of symptoms (faust-streaming#216, #221, #605).
 
 The fix: the consumer refuses to record an acknowledgement for a message from another
-generation or while flow control is paused. Such a message is simply fetched and processed
-again (at worst a duplicate, which our idempotent ids make harmless), never lost.
+generation. Such a message is simply fetched and processed again (at worst a duplicate, which
+our idempotent ids make harmless), never lost. It used to refuse acknowledgements while flow
+control was paused as well — but that is exactly when a rebalance's ``wait_empty`` waits for
+the acknowledgements of the batch the agent is still finishing: the refused acks never came, and
+a worker that saw a second worker join logged "wait_empty: Waiting for tasks" forever and stopped
+enriching (issue #20). A message the agent processed is safe to acknowledge whatever the flow
+state: its outputs are already acknowledged by Kafka. A message *skipped* while paused is
+never acknowledged by the compiled iterator (below), and the seek fix puts every partition back
+to its committed offset after the rebalance, so the losses the clause was added for stay fixed.
 (Faust's compiled stream iterator, the one used when its Cython extension is installed as
 here, inlines the acknowledgement instead of calling ``Consumer.ack`` and never acknowledges a
 skipped message; this patch covers the pure-Python iterator and every other caller.)
@@ -41,7 +48,7 @@ def install() -> None:
     @functools.wraps(original)
     def ack(self, message) -> bool:
         app = self.app
-        if message.generation_id != app.consumer_generation_id or not app.flow_control.is_active():
+        if message.generation_id != app.consumer_generation_id:
             return False  # not processed in this generation: it will be fetched again
         return original(self, message)
 

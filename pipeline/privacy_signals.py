@@ -3,7 +3,10 @@
 Consumes the privacy topic; for each signal it computes the author's pseudonym (the handle never
 leaves this process) and runs the same erasure as `stimmung erase`: erasure record first, then
 the mentions deleted, so sinks drop anything still in flight or replayed. The offset is committed
-only after the erasure finished (at-least-once; erasing twice is harmless).
+only after the erasure finished (at-least-once; erasing twice is harmless), and it is exactly the
+handled record's offset: a poll returns records of several partitions, and committing the
+consumer's positions after the first would also commit the others' records before they were
+erased (a crash in between skipped an account-deletion erasure).
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import json
 import logging
 import threading
 from typing import Any, Callable
+
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from stimmung.config import Settings
 from stimmung.health import HEALTH
@@ -54,15 +60,20 @@ class PrivacySignalWorker:
         pseudonymizer = pseudonymizer_from_settings(s)
         client = make_client(s.elasticsearch)
         ensure_indices(client, s.elasticsearch)
-        consumer = group_consumer(s.kafka, s.kafka.topics.privacy, self.group_id, "privacy", 50)
+        try:
+            consumer = group_consumer(s.kafka, s.kafka.topics.privacy, self.group_id, "privacy", 50,
+                                      should_stop=self._stop.is_set)
+        except InterruptedError:
+            client.close()
+            return
         try:
             HEALTH.set_ready("kafka", True, "consumer subscribed")
             while not self._stop.is_set() and not (until and until()):
                 HEALTH.beat("privacy-worker", 300.0)  # an erasure may take minutes on a big index
-                for records in consumer.poll(timeout_ms=500).values():
+                for tp, records in consumer.poll(timeout_ms=500).items():
                     for record in records:
                         self.handle(client, pseudonymizer, record.value or b"")
-                    consumer.commit()
+                        consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)})
         finally:
             consumer.close(autocommit=False)
             client.close()

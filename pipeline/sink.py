@@ -32,14 +32,14 @@ import orjson
 import pybreaker
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from stimmung.config import Settings
 from stimmung.health import HEALTH
 from stimmung.retry import Backoff
-from stimmung.kafka import DeadLetters, group_consumer, make_producer
+from stimmung.kafka import DeadLetters, KafkaWait, group_consumer, make_producer
 from stimmung.metrics import (
     MENTIONS_INDEXED,
     SINK_BULK_BYTES,
@@ -266,14 +266,23 @@ class ElasticsearchSink:
     def run(self, until: Callable[[], bool] | None = None) -> None:
         s = self.settings
         client = make_client(s.elasticsearch)
-        setup = ensure_indices(client, s.elasticsearch)
-        HEALTH.set_ready("elasticsearch", True, "templates applied")
+        HEALTH.beat("sink", LOOP_STALE_S)
+        try:
+            # Elasticsearch or Kafka may be away or still starting: wait for them (not ready
+            # meanwhile); a stop request during the wait ends the run cleanly.
+            setup = self._until_elasticsearch_answers(ensure_indices, client, s.elasticsearch)
+            HEALTH.set_ready("elasticsearch", True, "templates applied")
+            consumer = group_consumer(s.kafka, s.kafka.topics.enriched, self.group_id, "sink", s.pipeline.sink_batch_size,
+                                      should_stop=self._stop.is_set)
+        except InterruptedError as err:
+            log.info("sink stopped before it started", extra={"reason": str(err)})
+            client.close()
+            return
         self.erasures = ErasureList(client, s.elasticsearch.erasures_index, s.elasticsearch.erasure_refresh_s)
         self.linked = LinkedAuthors(client, s.elasticsearch.consents_index, s.crm.linking_purpose,
                                     s.elasticsearch.erasure_refresh_s)
         producer = make_producer(s.kafka)
         dead_letters = DeadLetters(producer, s.kafka.topics.deadletter)
-        consumer = group_consumer(s.kafka, s.kafka.topics.enriched, self.group_id, "sink", s.pipeline.sink_batch_size)
         self.consumer = consumer
         es_down = threading.Event()
         writer = BulkWriter(client, setup.layout, setup.ilm, s.pipeline.sink_max_retries,
@@ -311,6 +320,44 @@ class ElasticsearchSink:
             producer.close()
             client.close()
             log.info("sink stopped")
+
+    def _wait_for_kafka(self, waiting: KafkaWait, consumer: KafkaConsumer, reason: str) -> None:
+        """One backoff step while Kafka is away, keeping the loop's beat and group seat."""
+        HEALTH.beat("sink", LOOP_STALE_S)
+        waiting.failed(reason)
+        try:
+            assigned = consumer.assignment()
+            if assigned:
+                consumer.pause(*assigned)  # keep the seat, fetch nothing (the settle resumes them)
+            consumer.poll(timeout_ms=0)
+        except KafkaError:
+            pass  # still away: the next step retries
+
+    def _until_elasticsearch_answers(self, fn: Callable[..., T], *args: Any) -> T:
+        """Startup calls: retried with capped backoff while Elasticsearch is unreachable or
+        overloaded; one log line when the wait starts, one when it ends. Real errors (a refused
+        template, bad credentials: 4xx) raise at once."""
+        backoff = Backoff(base_s=0.5, cap_s=15.0)
+        waiting_since: float | None = None
+        while True:
+            HEALTH.beat("sink", LOOP_STALE_S)
+            try:
+                result = fn(*args)
+            except (TransportError, ConnectionError, ApiError) as err:
+                if isinstance(err, ApiError) and err.status_code not in RETRYABLE_STATUS:
+                    raise
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    log.warning("Elasticsearch unavailable at startup; waiting for it", extra={"error": str(err)[:300]})
+                SINK_UP.set(0)
+                HEALTH.set_ready("elasticsearch", False, "unavailable at startup")
+                if self._stop.wait(backoff.next_delay()):
+                    raise InterruptedError("stopped while waiting for Elasticsearch") from None
+                continue
+            if waiting_since is not None:
+                log.warning("Elasticsearch answers; starting after %.0f s", time.monotonic() - waiting_since)
+            SINK_UP.set(1)
+            return result
 
     def _collect(self, consumer: KafkaConsumer) -> list[InMessage]:
         p = self.settings.pipeline
@@ -353,21 +400,43 @@ class ElasticsearchSink:
                         self._keep_membership()
         es_down.clear()
         letters = prepared.dead_letters
-        for letter in letters + refused:
-            dead_letters.send(letter)
-        dead_letters.flush()
+        kafka = KafkaWait(self.settings.kafka, "sink", should_stop=self._stop.is_set)
+        while letters or refused:
+            # A broker outage fails the sends: send them all again once it is back (a dead
+            # letter twice is harmless; none at all would lose the record).
+            try:
+                for letter in letters + refused:
+                    dead_letters.send(letter)
+                dead_letters.flush()
+                break
+            except KafkaError as err:
+                self._wait_for_kafka(kafka, consumer, f"dead letters not acknowledged: {err}")
         # Everything in the batch is settled (indexed or dead-lettered): now commit.
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for msg in batch:
             tp = TopicPartition(msg.topic, msg.partition)
             if tp not in offsets or offsets[tp].offset <= msg.offset:
                 offsets[tp] = OffsetAndMetadata(msg.offset + 1, "", -1)
-        try:
-            consumer.commit(offsets)
-        except CommitFailedError as err:
-            # Partitions moved to another sink during the batch: it will re-index them; ids
-            # make that harmless.
-            log.warning("commit failed after rebalance; batch will be re-delivered", extra={"error": str(err)})
+        while True:
+            try:
+                consumer.commit(offsets)
+                break
+            except CommitFailedError as err:
+                # Partitions moved to another sink during the batch: it will re-index them; ids
+                # make that harmless.
+                log.warning("commit failed after rebalance; batch will be re-delivered", extra={"error": str(err)})
+                break
+            except KafkaError as err:
+                # The broker is away (a timeout, a lost coordinator): the batch is indexed, so
+                # retry the commit until it is back; stopping meanwhile leaves it uncommitted
+                # and the batch is re-delivered (ids make that harmless).
+                if self._stop.is_set():
+                    log.warning("stopping with the last batch uncommitted (Kafka unavailable); it will be re-delivered",
+                                extra={"error": str(err)[:300]})
+                    break
+                self._wait_for_kafka(kafka, consumer, f"commit failed: {type(err).__name__}: {err}")
+        if kafka.reason is not None:
+            kafka.recovered()
         paused = consumer.paused()
         if paused:
             consumer.resume(*paused)

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from stimmung.schemas.mention import utcnow
 
-Stage = Literal["connector", "enrich", "sink"]
+Stage = Literal["connector", "enrich", "sink", "alerting"]
 
 
 class DeadLetter(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -22,6 +23,8 @@ from kafka.errors import (KafkaConnectionError, KafkaError, KafkaTimeoutError, S
 _UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError)
 
 from stimmung.config import KafkaSettings, read_secret
+from stimmung.health import HEALTH
+from stimmung.retry import Backoff
 from stimmung.metrics import DEAD_LETTERS
 from stimmung.schemas.deadletter import DeadLetter
 
@@ -79,24 +82,30 @@ def faust_credentials(settings: KafkaSettings):
                                  mechanism=sec.sasl_mechanism)
 
 
-def admin_client(settings: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
-    deadline = time.monotonic() + timeout_s
+def admin_client(settings: KafkaSettings, timeout_s: float | None = 30.0,
+                 should_stop: Callable[[], bool] = lambda: False) -> KafkaAdminClient:
+    """An admin client; waits up to ``timeout_s`` for a reachable broker (``None``: as long as it
+    takes, logging once — a role that starts before its broker just waits)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    waiting = KafkaWait(settings, "admin client", should_stop, cap_s=1.0 if timeout_s is not None else 15.0)
     while True:
         try:
-            return KafkaAdminClient(
+            admin = KafkaAdminClient(
                 **client_config(settings),
                 client_id=f"{settings.client_id}-admin",
-                request_timeout_ms=int(min(timeout_s, 30) * 1000),
+                request_timeout_ms=int(min(timeout_s or 30, 30) * 1000),
                 # kafka-python 3 waits 30 s for a first broker by default, whatever timeout_s says
-                bootstrap_timeout_ms=int(max(1.0, min(timeout_s, 30)) * 1000),
+                bootstrap_timeout_ms=int(max(1.0, min(timeout_s or 30, 30)) * 1000),
             )
+            waiting.recovered()
+            return admin
         except SaslAuthenticationFailedError as err:
             raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} refused our SASL authentication "
                                    f"({settings.security.sasl_mechanism} as {settings.security.sasl_username!r}): {err}") from None
         except _UNREACHABLE:
-            if time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise KafkaUnavailable(_unreachable(settings)) from None
-            time.sleep(1.0)
+            waiting.failed(_unreachable(settings))
 
 
 def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
@@ -122,19 +131,31 @@ def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
     return specs
 
 
-def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]:
-    """Create missing topics; return the names created (empty when all existed)."""
-    admin = admin_client(settings, timeout_s)
+def ensure_topics(settings: KafkaSettings, timeout_s: float | None = None,
+                  should_stop: Callable[[], bool] = lambda: False) -> list[str]:
+    """Create missing topics; return the names created (empty when all existed).
+
+    Waits for the broker as long as it takes by default (every role calls this first: a role
+    started before its broker waits instead of exiting); a one-shot command passes ``timeout_s``.
+    Topic settings the broker refuses (replication above the broker count, an unknown config)
+    raise ``KafkaUnavailable`` with the broker's reason: waiting would not fix them."""
+    admin = admin_client(settings, timeout_s, should_stop)
     try:
         existing = set(admin.list_topics())
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         created = []
         for spec in missing:
             try:
-                admin.create_topics([spec], timeout_ms=int(timeout_s * 1000))
+                admin.create_topics([spec], timeout_ms=int((timeout_s or 30) * 1000))
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # another process won the race: fine
+            except KafkaError as err:
+                if getattr(err, "retriable", False):
+                    raise
+                raise KafkaUnavailable(f"Kafka refused to create topic {spec.name} "
+                                       f"(partitions={spec.num_partitions}, replication={spec.replication_factor}, "
+                                       f"configs={spec.topic_configs}): {err}") from None
         if created:
             log.info("created topics", extra={"topics": created})
         return created
@@ -142,18 +163,136 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]
         admin.close()
 
 
-def group_consumer(settings: KafkaSettings, topic: str, group_id: str, purpose: str, max_poll_records: int) -> KafkaConsumer:
+class GroupConsumer(KafkaConsumer):
+    """A group member that cannot be left without partitions by a join that raced topic metadata.
+
+    kafka-python 3.0's group leader assigns from the metadata it holds when the group forms; a
+    topic still being created, or a broker still loading its partitions, is missing there ("No
+    partition metadata for topic ..."), and the group settles on an empty assignment. The client
+    is meant to rejoin when a later metadata refresh shows the partitions (the leader compares the
+    metadata it assigned from with the current one), but two things defeat that: only the leader
+    watches, and the periodic refresh is a single coroutine (``ClusterMetadata._refresh_loop``)
+    that ends for good when a refresh it awaits fails outside its ``try`` (a metadata request lost
+    while the broker restarts) — after which no refresh ever happens and the stale empty
+    assignment stays (seen: a sink that indexed nothing for five minutes after a stack restart,
+    a 10 s ``metadata_max_age_ms`` notwithstanding). ``group_consumer`` therefore subscribes
+    only once the topic's partitions all have leaders, and every ``poll`` checks, at most every
+    ``WATCH_S``, that the refresh loop still runs (restarting it if not) and that a leader whose
+    assignment missed a topic's partitions rejoins as soon as they are known.
+    The two checks read kafka-python 3.0 internals (pinned in requirements.lock); if a newer
+    version renames them, the checks log once and stand down, and the subscribe-after-leaders
+    wait still holds."""
+
+    WATCH_S = 5.0
+    _next_watch = 0.0
+    _watch_broken = False
+
+    def poll(self, timeout_ms=0, max_records=None, update_offsets=True):
+        now = time.monotonic()
+        if now >= self._next_watch and not self._watch_broken:
+            self._next_watch = now + self.WATCH_S
+            try:
+                self._watch_metadata()
+            except AttributeError as err:  # a kafka-python whose internals moved
+                self._watch_broken = True
+                log.warning("kafka-python internals changed; the group metadata watch is off", extra={"error": str(err)})
+        return super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+
+    def _watch_metadata(self) -> None:
+        cluster = self._cluster
+        loop = cluster._refresh_loop_future
+        if loop is not None and loop.is_done and not cluster.closed:
+            log.warning("kafka-python's metadata refresh had stopped; restarted it",
+                        extra={"error": str(getattr(loop, "exception", "") or "")[:200]})
+            cluster._refresh_loop_future = None
+            cluster.request_update()  # starts a new refresh loop
+        coordinator = self._coordinator
+        snapshot = coordinator._assignment_snapshot
+        if not coordinator._is_leader or snapshot is None:
+            return
+        missed = [t for t in (self.subscription() or ()) if not snapshot.get(t) and cluster.partitions_for_topic(t)]
+        if missed and not coordinator.need_rejoin():
+            log.warning("the group was formed without partitions of %s; rejoining", ", ".join(missed),
+                        extra={"topics": missed, "group": self.config["group_id"]})
+            coordinator.request_rejoin()
+
+
+def _partitions_led(consumer: KafkaConsumer, topic: str) -> bool:
+    """Whether metadata shows the topic with partitions that all have a leader (asks the broker)."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        return False
+    available = consumer._cluster.available_partitions_for_topic(topic) or set()
+    return available >= partitions
+
+
+def group_consumer(settings: KafkaSettings, topic: str, group_id: str, purpose: str, max_poll_records: int,
+                   should_stop: Callable[[], bool] = lambda: False) -> KafkaConsumer:
     """A consumer in a group, as every kafka-python role of ours reads: commits by hand after the
     downstream write, starts at the earliest offset, and may take up to 10 minutes per batch (an
     Elasticsearch outage) before the group gives its partitions away.
 
-    Topic metadata is re-read every 10 s (kafka-python's default: 5 minutes): a consumer that
-    joined its group just as its topic was being created got no partitions ("No partition
-    metadata for topic") and sat idle until the next refresh — seen once as a sink that indexed
-    nothing for three minutes."""
-    return KafkaConsumer(topic, **client_config(settings), client_id=f"{settings.client_id}-{purpose}", group_id=group_id,
-                         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=max_poll_records,
-                         max_poll_interval_ms=600_000, metadata_max_age_ms=10_000)
+    Rides out a broker that is away or still starting: retries with capped backoff (one log line
+    when Kafka goes away, one when it is back; ``/readyz`` check "kafka" false meanwhile) and
+    subscribes only once every partition of ``topic`` has a leader, so the group never forms on
+    missing metadata (see ``GroupConsumer``). Refused credentials raise ``KafkaUnavailable`` at
+    once; ``should_stop()`` true raises ``InterruptedError``."""
+    config = dict(**client_config(settings), client_id=f"{settings.client_id}-{purpose}", group_id=group_id,
+                  enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=max_poll_records,
+                  max_poll_interval_ms=600_000, metadata_max_age_ms=10_000)
+    waiting = KafkaWait(settings, f"{purpose} consumer", should_stop)
+    while True:
+        try:
+            consumer = GroupConsumer(**config)
+            break
+        except SaslAuthenticationFailedError as err:
+            raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} refused our SASL authentication "
+                                   f"({settings.security.sasl_mechanism} as {settings.security.sasl_username!r}): {err}") from None
+        except _UNREACHABLE:
+            waiting.failed(_unreachable(settings))
+    try:
+        while not _partitions_led(consumer, topic):
+            waiting.failed(f"topic {topic} has no partitions with leaders yet")
+    except BaseException:
+        consumer.close(autocommit=False)
+        raise
+    waiting.recovered()
+    consumer.subscribe([topic])
+    return consumer
+
+
+class KafkaWait:
+    """Waiting for Kafka with capped backoff: one log line when the wait starts (with the reason),
+    one when it ends, readiness check "kafka" false in between."""
+
+    def __init__(self, settings: KafkaSettings, what: str, should_stop: Callable[[], bool] = lambda: False,
+                 cap_s: float = 15.0):
+        self.what, self.should_stop = what, should_stop
+        self.backoff = Backoff(base_s=0.5, cap_s=cap_s)
+        self.reason: str | None = None
+        self.since = 0.0
+
+    def failed(self, reason: str) -> None:
+        if self.reason is None:
+            self.since = time.monotonic()
+            log.warning("%s waiting for Kafka: %s; retrying", self.what, reason, extra={"reason": reason})
+            HEALTH.set_ready("kafka", False, reason)
+        self.reason = reason
+        if self.should_stop():
+            raise InterruptedError(f"stopped while waiting for Kafka: {reason}")
+        delay = max(0.2, self.backoff.next_delay())
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:  # short steps: a stop request is honoured promptly
+            if self.should_stop():
+                raise InterruptedError(f"stopped while waiting for Kafka: {reason}")
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def recovered(self) -> None:
+        if self.reason is not None:
+            log.warning("%s: Kafka is back after %.0f s", self.what, time.monotonic() - self.since)
+            self.reason = None
+            self.backoff.reset()
+        HEALTH.set_ready("kafka", True, "connected")
 
 
 def make_producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
@@ -210,6 +349,6 @@ class DeadLetters:
 
 
 __all__ = [
-    "DeadLetters", "KafkaError", "KafkaUnavailable", "admin_client", "confirm_sent", "ensure_topics",
+    "DeadLetters", "GroupConsumer", "KafkaError", "KafkaUnavailable", "KafkaWait", "admin_client", "group_consumer", "confirm_sent", "ensure_topics",
     "make_producer", "topic_specs",
 ]

@@ -24,7 +24,7 @@ def run_import(settings: Settings, path: Path, fmt: str | None, platform: str | 
         settings = merge_overrides(settings, {"importer": {"columns": columns}})
     source = FileImportSource(path, columns, platform or settings.importer.platform, fmt,
                               settings.importer.csv_delimiter)
-    ensure_topics(settings.kafka)
+    ensure_topics(settings.kafka, timeout_s=30)  # a one-shot command: fail clearly, not wait forever
     producer = make_producer(settings.kafka)
     bar = tqdm(desc=f"import {path.name}", unit=" rows", disable=not show_progress, file=sys.stderr)
     seen = [0]

@@ -324,7 +324,8 @@ class CaseManager:
 
         s = self.settings
         dispatcher = Dispatcher(s.alerting) if s.alerting.channels else None
-        consumer = group_consumer(s.kafka, s.kafka.topics.enriched, self.group_id, "cases", 200)
+        consumer = group_consumer(s.kafka, s.kafka.topics.enriched, self.group_id, "cases", 200,
+                                  should_stop=self._stop.is_set)
         HEALTH.set_ready("cases", True, "consumer subscribed")
         log.info("case manager started", extra={"routes": len(s.crm.routes), "group": self.group_id})
         try:

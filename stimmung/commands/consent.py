@@ -26,7 +26,7 @@ def _consent_service(obj: Context):
     from stimmung.pipeline.elastic.indices import ensure_indices
 
     s = obj.settings
-    ensure_topics(s.kafka)
+    ensure_topics(s.kafka, timeout_s=30)
     client = make_client(s.elasticsearch)
     ensure_indices(client, s.elasticsearch, staff_command=True)
     return ConsentService(s, client)

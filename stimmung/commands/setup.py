@@ -15,7 +15,7 @@ def topics(obj: Context) -> None:
     """Create the configured topics if they are missing."""
     from stimmung.kafka import ensure_topics
 
-    created = ensure_topics(obj.settings.kafka)
+    created = ensure_topics(obj.settings.kafka, timeout_s=30)
     click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 

@@ -16,7 +16,7 @@ def fake_consumer(generation: int, flowing: bool):
     return SimpleNamespace(app=app)
 
 
-def test_a_message_from_another_generation_or_a_paused_flow_is_not_acknowledged():
+def test_a_message_from_another_generation_is_not_acknowledged():
     install()
     install()  # idempotent: wrapping twice would still work, but must not stack
     assert Consumer.ack._stimmung_fix
@@ -24,9 +24,31 @@ def test_a_message_from_another_generation_or_a_paused_flow_is_not_acknowledged(
     stale = SimpleNamespace(generation_id=3, acked=False)
     assert Consumer.ack(fake_consumer(generation=4, flowing=True), stale) is False
     assert stale.acked is False  # left for the re-fetch after the rebalance
-    current = SimpleNamespace(generation_id=4, acked=False)
-    assert Consumer.ack(fake_consumer(generation=4, flowing=False), current) is False
-    assert current.acked is False
+
+
+class InFlight:
+    """A message the agent was still processing when the rebalance paused the flow."""
+
+    def __init__(self, generation_id: int, offset: int):
+        self.generation_id, self.offset, self.acked = generation_id, offset, False
+        self.topic, self.tp = "raw", TP("raw", 0)
+
+
+def test_a_processed_message_is_acknowledged_while_the_flow_is_paused_so_wait_empty_ends():
+    """Faust's rebalance pauses the flow, then waits (``wait_empty``) until the in-flight
+    messages are acknowledged; refusing their acks while paused wedged the worker for good."""
+    from collections import defaultdict
+
+    install()
+    message = InFlight(generation_id=4, offset=5)
+    consumer = fake_consumer(generation=4, flowing=False)
+    consumer.app.topics = SimpleNamespace(acks_enabled_for=lambda topic: True)
+    consumer._committed_offset, consumer._acked_index = defaultdict(lambda: None), defaultdict(set)
+    consumer._acked, consumer._n_acked, consumer._unacked_messages = defaultdict(list), 0, {message}
+    consumer._waiting_for_ack = None
+    assert Consumer.ack(consumer, message) is True
+    assert message.acked and consumer._unacked_messages == set()  # what wait_empty waits for
+    assert consumer._acked[TP("raw", 0)] == [5]
 
 
 class SeekingConsumer:

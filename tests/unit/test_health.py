@@ -55,3 +55,35 @@ def test_metrics_port_answers_probes_and_metrics():
     assert status == 200 and body["loops"]["unit"]["ok"]
     status, text = get(port, "/metrics")
     assert status == 200 and "stimmung_mentions_indexed_total" in text
+
+
+def test_progress_watch_fails_only_when_work_waits_and_no_commit_moves():
+    from stimmung.pipeline.app import ProgressWatch
+
+    watch = ProgressWatch()
+    assert watch.progressing({})  # nothing assigned: nothing waits for us
+    assert watch.progressing({"p0": (10, 10)})  # caught up
+    assert not watch.progressing({"p0": (10, 50)})  # work arrived, no commit yet: no beat this time
+    assert watch.progressing({"p0": (20, 60)})  # commits advance
+    assert not watch.progressing({"p0": (20, 80)})  # backlog, no commit since the last look: wedged
+    assert watch.progressing({"p0": (21, 80)})  # a commit moved again
+
+
+def test_repeat_filter_lets_one_line_per_kind_through_and_counts_the_rest():
+    import logging
+
+    from stimmung.pipeline.app import RepeatFilter
+
+    now = [0.0]
+    repeat = RepeatFilter(window_s=60, clock=lambda: now[0])
+
+    def record(msg, level=logging.ERROR, name="aiokafka.conn"):
+        return logging.LogRecord(name, level, __file__, 1, msg, (), None)
+
+    assert repeat.filter(record("Unable connect to %r"))
+    assert sum(repeat.filter(record("Unable connect to %r")) for _ in range(2500)) == 0
+    assert repeat.filter(record("Fetch error"))  # another kind passes
+    assert repeat.filter(record("debug detail", level=logging.DEBUG))
+    now[0] = 61
+    again = record("Unable connect to %r")
+    assert repeat.filter(again) and "2500 like it" in again.msg

@@ -70,3 +70,12 @@ def test_exported_schema_validates_a_real_message():
     del bad["text"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_alerting_dead_letter_is_a_valid_stage_and_round_trips():
+    from stimmung.schemas.deadletter import DeadLetter
+
+    letter = DeadLetter(stage="alerting", reason="Elasticsearch refused the alert: mapper_parsing_exception",
+                        error_type="index", source="t.alerts", payload='{"alert": 1}')
+    again = DeadLetter.model_validate_json(letter.model_dump_json())
+    assert again.stage == "alerting" and again == letter

@@ -1,0 +1,110 @@
+"""Roles ride out outages (issue #20 item 4): started while Elasticsearch or the broker is away,
+they wait (alive, not ready) and resume on their own; a broker outage under a running sink loses
+and doubles nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+from elasticsearch import Elasticsearch
+from kafka import KafkaProducer
+
+from stimmung.kafka import ensure_topics
+from stimmung.schemas import EnrichedMention
+
+from .conftest import free_port, probe, wait_for
+from .test_end_to_end import _lag, _raw, read_topic
+
+
+def _enriched(n: int) -> tuple[bytes, bytes]:
+    m = EnrichedMention(platform="csv", native_id=f"o{n}", text=f"Störung Nummer {n}", created_at=datetime.now(timezone.utc),
+                        language="de", language_confidence=0.9, language_source="model")
+    return m.mention_id.encode(), m.model_dump_json().encode()
+
+
+def _indexed(settings) -> set[str]:
+    es = Elasticsearch(settings.elasticsearch.url)
+    index = settings.elasticsearch.mentions_index
+    try:
+        es.indices.refresh(index=index)
+        hits = es.search(index=index, size=10_000, source=["native_id"])["hits"]["hits"]
+    except Exception:
+        return set()
+    finally:
+        es.close()
+    return {h["_source"]["native_id"] for h in hits}
+
+
+def test_sink_started_while_elasticsearch_is_down_indexes_once_it_is_up(settings, roles, local_stack):
+    ensure_topics(settings.kafka)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    for n in range(50):
+        producer.send(settings.kafka.topics.enriched, key=_enriched(n)[0], value=_enriched(n)[1])
+    producer.flush()
+    local_stack.down(only=["elasticsearch"])
+    try:
+        port = free_port()
+        roles.start("sink", metrics_ports={"sink": port})
+        time.sleep(8)  # it used to exit within 2-3 s
+        roles.check_alive()
+        status, body = probe(port, "/readyz")
+        assert status == 503 and not body["checks"]["elasticsearch"]["ok"], body
+        assert probe(port, "/healthz")[0] == 200
+    finally:
+        local_stack.up(only=["elasticsearch"])
+    wait_for(lambda: _indexed(settings) == {f"o{n}" for n in range(50)}, timeout=120, check=roles.check_alive,
+             message="all 50 indexed after Elasticsearch came up")
+    wait_for(lambda: probe(port, "/readyz")[0] == 200, timeout=30, message="ready")
+    log = roles.log("sink", tail=200_000)
+    assert log.count("Elasticsearch unavailable at startup") == 1  # one line for the state change, not a storm
+
+
+def test_sink_survives_a_20s_broker_outage_and_loses_or_doubles_nothing(settings, roles, local_stack):
+    total = 400
+    ensure_topics(settings.kafka)
+    port = free_port()
+    roles.start("sink", metrics_ports={"sink": port})
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    for n in range(total // 2):
+        producer.send(settings.kafka.topics.enriched, key=_enriched(n)[0], value=_enriched(n)[1])
+    producer.flush()
+    wait_for(lambda: len(_indexed(settings)) >= total // 4, timeout=120, check=roles.check_alive, message="first mentions indexed")
+    local_stack.down(only=["kafka"])
+    try:
+        time.sleep(20)
+        roles.check_alive()
+        assert probe(port, "/healthz")[0] == 200
+    finally:
+        local_stack.up(only=["kafka"])
+    for n in range(total // 2, total):
+        producer.send(settings.kafka.topics.enriched, key=_enriched(n)[0], value=_enriched(n)[1])
+    producer.flush()
+    producer.close()
+    wait_for(lambda: _indexed(settings) == {f"o{n}" for n in range(total)}, timeout=180, check=roles.check_alive,
+             message="every mention indexed after the outage")
+    es = Elasticsearch(settings.elasticsearch.url)
+    assert es.count(index=settings.elasticsearch.mentions_index)["count"] == total  # ids: no doubles
+    wait_for(lambda: _lag(settings, f"{settings.pipeline.app_id}-sink", settings.kafka.topics.enriched) == 0,
+             timeout=60, check=roles.check_alive, message="offsets committed after the outage")
+    assert read_topic(settings, settings.kafka.topics.deadletter, 1, timeout_s=3) == []
+
+
+def test_worker_started_while_the_broker_is_down_enriches_once_it_is_up(settings, roles, local_stack):
+    ensure_topics(settings.kafka)
+    local_stack.down(only=["kafka"])
+    try:
+        roles.start("worker")
+        time.sleep(10)  # it used to exit: "Unable to bootstrap from ..."
+        roles.check_alive()
+    finally:
+        local_stack.up(only=["kafka"])
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, acks="all")
+    for n in range(5):
+        producer.send(settings.kafka.topics.raw, key=f"w{n}".encode(), value=_raw(f"w{n}", f"Die Bahn ist pünktlich {n}"))
+    producer.flush()
+    producer.close()
+    got = read_topic(settings, settings.kafka.topics.enriched, 5, timeout_s=240)
+    roles.check_alive()
+    assert len({EnrichedMention.model_validate_json(v).native_id for v in got}) == 5
