@@ -267,7 +267,10 @@ class SpikeDetector:
             limit = limits[0][0] if limits[0] else c.min_threshold
             verdict.score, verdict.threshold = scores[0] or 0.0, limit
         self._band(state, verdict, limits, recent_mu)
-        self._track_maxima(state, scores)
+        if verdict.event is None:
+            # only ordinary windows: the budget is about alerts on ordinary days, and spikes that
+            # paged (or would have: they are open incidents) must not raise the bar for the next
+            self._track_maxima(state, scores)
         self._adapt(state, window_start, count, base, recent, recent_mu)
         state["seen"] += 1
         state["calm"] = 0 if verdict.event == "resolved" else calm
@@ -282,7 +285,10 @@ class SpikeDetector:
             verdict = Verdict(None, count, mu, 1.0, 1)
             if incident is not None:
                 incident["quiet"] += 1
-                verdict.event = "resolved" if incident["quiet"] >= c.resolve_windows else "updated"
+                # not over while the last hour's median is still high: a level shift under way
+                # stays one incident until the baseline has moved (no page per dip)
+                over = incident["quiet"] >= c.resolve_windows and state["off_run"] <= 0
+                verdict.event = "resolved" if over else "updated"
                 verdict.severity = incident["severity"]
                 if verdict.event == "resolved":
                     state["cooldown_until"] = window_end + c.cooldown_s
