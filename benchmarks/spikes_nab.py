@@ -11,7 +11,8 @@ that end there are not counted):
   alert; an escalation pages again, so it counts);
 - a labelled window is **hit** when a paging alert falls inside it (its 5-minute window starts
   in [start, end]);
-- **outside**: paging alerts in no window, per scored series-week;
+- **outside**: paging alerts in no window, per scored series-week; **pages**: all paging alerts
+  per scored series-week (what the alert budget promises to bound, labelled windows included);
 - **delay**: from the window start to the end of the 5-minute window of the first alert inside it
   (the earliest the alert can exist), and from the labelled anomaly (NAB's window centre);
 - **NAB score**, standard profile (TP 1, FN 1, FP 0.11), written from NAB's documented method
@@ -130,7 +131,7 @@ def score(series: Series, paged: list[int]) -> dict:
     weeks = (series.times[-1] - start) / WEEK_S
     raw, n = nab_raw(series, paged)
     return {"series": series.name, "windows": len(windows), "hit": sum(hits), "outside": len(outside), "weeks": weeks,
-            "outside_per_week": len(outside) / weeks, "delays_min": delays, "from_label_min": from_label,
+            "outside_per_week": len(outside) / weeks, "pages": len(counted), "pages_per_week": len(counted) / weeks, "delays_min": delays, "from_label_min": from_label,
             "nab_raw": raw, "nab_windows": n}
 
 
@@ -143,6 +144,9 @@ def summarise(rows: list[dict]) -> dict:
     return {"series": "all", "windows": windows, "hit": sum(r["hit"] for r in rows),
             "outside": sum(r["outside"] for r in rows), "weeks": weeks,
             "outside_per_week": sum(r["outside"] for r in rows) / weeks,
+            "pages_per_week": sum(r["pages"] for r in rows) / weeks,
+            "fold_outside_per_week": (statistics.mean(r["outside_per_week"] for r in rows),
+                                      statistics.stdev(r["outside_per_week"] for r in rows) if len(rows) > 1 else 0.0),
             "delay_median_min": statistics.median(delays) if delays else None,
             "from_label_median_min": statistics.median(from_label) if from_label else None,
             "nab_score": 100.0 * (raw - null) / (perfect - null) if n else None}

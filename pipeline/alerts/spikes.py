@@ -44,10 +44,11 @@ from scipy.special import betainc, gammainc
 
 SCALES = (1, 3, 12)  # windows per test: 5, 15 and 60 minutes at the default window
 HISTORY = max(SCALES)
-STATE_VERSION = 2
+STATE_VERSION = 3
 BUDGETS = {"low": 0.25, "medium": 0.5, "high": 1.0}  # paging alerts per series and week
-# Gumbel quantiles of the lower and upper quartile: -ln(-ln p)
-_G25, _G75 = -math.log(-math.log(0.25)), -math.log(-math.log(0.75))
+# An incident that turns critical within its first hour is the same news: its severity is raised
+# silently ('updated' events carry it); an escalation pages only after that.
+ESCALATE_AFTER_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ class DetectorConfig:
     warmup_windows: int = 288  # a day: the fallback test needs a level and some hours
     resolve_windows: int = 2
     cooldown_s: float = 1800.0
-    escalate_factor: float = 10.0  # critical also when the scale's budget is exceeded this many times over (p / factor)
-    max_incident_s: float = 6 * 3600.0  # kept for settings compatibility: the level-shift rule bounds incidents now
+    escalate_factor: float = 4.0  # critical: the peak score ``escalate_factor`` × rarer than the threshold's
+    min_page_interval_s: float = 12 * 3600.0  # maximum notification frequency: no new incident pages sooner
+    resolve_fraction: float = 0.5  # hysteresis: quiet means below this share of the threshold
     level_shift_s: float = 3 * 3600.0
     min_expected: float = 0.05
     level_half_life_windows: float = 288.0
@@ -74,7 +76,7 @@ class DetectorConfig:
     min_history_days: int = 7
     min_threshold: float = 3.0  # in spreads: a flat series does not page on small wiggles
     dispersion_prior: float = 0.1  # young series: 1/k of the fallback negative binomial
-    tail: str = "pot"
+    tail: str = "quartile"
     min_distinct: int = 2  # distinct authors and texts a window needs to count as evidence at all
 
     @classmethod
@@ -90,15 +92,16 @@ class Verdict:
     event: Literal["fired", "escalated", "updated", "resolved"] | None
     observed: int
     expected: float
-    p_value: float  # how often an ordinary day of this series is this surprising (young series: tail probability)
+    p_value: float  # share of the last days whose peak was this surprising (young series: tail probability)
     scale: int  # windows in the most significant test
     severity: Literal["warning", "critical"] | None = None
     incident_id: str | None = None
     incident_started: float | None = None
     lower: float = 0.0  # expected band of the count over ``scale`` windows: beyond ``upper`` is an alert
     upper: float = 0.0
-    score: float = 0.0  # surprise in spreads, and the threshold it was held against
+    score: float = 0.0  # surprise in units of the scale's typical daily peak, and the threshold it was held against
     threshold: float = 0.0
+    evidence: int | None = None  # min(count, distinct authors, distinct texts) summed over the scale, when known
 
 
 def upper_tail(x: float, mean: float, inv_k: float) -> float:
@@ -113,38 +116,52 @@ def upper_tail(x: float, mean: float, inv_k: float) -> float:
     return float(betainc(x, r, mean / (r + mean)))
 
 
-def gumbel_fit(maxima: list[float]) -> tuple[float, float]:
-    """(location, scale) of a Gumbel law from the quartiles of block maxima: robust to a few
-    anomalous blocks, unlike moments or maximum likelihood."""
-    xs = sorted(maxima)
-
-    def quantile(q: float) -> float:
-        pos = q * (len(xs) - 1)
-        lo = int(pos)
-        hi = min(lo + 1, len(xs) - 1)
-        return xs[lo] + (pos - lo) * (xs[hi] - xs[lo])
-
-    q25, q75 = quantile(0.25), quantile(0.75)
-    beta = max((q75 - q25) / (_G75 - _G25), 0.1)
-    return q25 - _G25 * beta, beta
-
-
-def tail_fit(maxima: list[float]) -> tuple[float, float]:
-    """(median, mean excess over it) of block maxima: the upper half read as an exponential tail,
-    P(max > median + t) = 0.5 exp(-t / mean excess)."""
-    xs = sorted(maxima)
+def tail_fit(peaks: list[float]) -> tuple[float, float]:
+    """(median, mean excess over it) of daily peaks: the upper half read as an exponential tail,
+    P(peak > median + t) = 0.5 exp(-t / mean excess). Only used beyond the largest peak seen."""
+    xs = sorted(peaks)
     median = xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
     upper = [x - median for x in xs if x > median]
     return median, max(sum(upper) / len(upper) if upper else 0.0, 0.1)
 
 
-def gumbel_quantile(loc: float, beta: float, exceed: float) -> float:
-    """The value a block maximum exceeds with probability ``exceed``."""
-    return loc - beta * math.log(-math.log1p(-exceed))
+def peak_threshold(peaks: list[float], exceed_per_day: float) -> float:
+    """The score a new day's peak exceeds with probability ``exceed_per_day`` if it is like the
+    past ``peaks``: the order statistic of rank (n + 1) × exceed from the top — for exchangeable
+    days exactly that rate, whatever their law (the conformal argument), interpolated between
+    ranks. Rarer than 1 / (n + 1) the history cannot say: the exponential tail of the upper half
+    extends it above the largest peak."""
+    xs = sorted(peaks, reverse=True)
+    rank = exceed_per_day * (len(xs) + 1)
+    if rank >= len(xs):
+        return xs[-1]
+    if rank >= 1.0:
+        lo = int(rank)
+        return xs[lo - 1] + (rank - lo) * (xs[lo] - xs[lo - 1])
+    median, excess = tail_fit(xs)
+    beyond = median + excess * math.log(0.5 / exceed_per_day)
+    return max(xs[0], beyond) if exceed_per_day < 0.5 else xs[0]
 
 
-def gumbel_exceedance(loc: float, beta: float, x: float) -> float:
-    return -math.expm1(-math.exp(-(x - loc) / beta))
+def quartile_tail(peaks: list[float], exceed_per_day: float) -> float:
+    """The score a day's peak exceeds with probability ``exceed_per_day``, from the median and
+    upper quartile of the peaks read as an exponential tail, P(peak > median + t) = 0.5 exp(-t/β),
+    β = (q75 - median) / ln 2: the top quarter of days — where the incidents are — moves neither."""
+    xs = sorted(peaks)
+
+    def q(f: float) -> float:
+        pos = f * (len(xs) - 1)
+        lo = int(pos)
+        return xs[lo] + (pos - lo) * (xs[min(lo + 1, len(xs) - 1)] - xs[lo])
+
+    median = q(0.5)
+    beta = max((q(0.75) - median) / math.log(2.0), 0.05)
+    return median + beta * math.log(0.5 / min(exceed_per_day, 0.5))
+
+
+def peak_p_value(peaks: list[float], score: float) -> float:
+    """Share of the past days whose peak reached ``score`` (conformal p-value per day)."""
+    return (1 + sum(1 for x in peaks if x >= score)) / (len(peaks) + 1)
 
 
 def _poisson_var(m: float) -> float:
@@ -172,7 +189,8 @@ class SpikeDetector:
                 "hour_n": [0] * 24, "dow_n": [0] * 7, "spread": [0.5] * len(SCALES), "spread_n": 0,
                 "off_run": 0, "recent": [], "recent_expected": [], "recent_evidence": [],
                 "day": None, "day_max": [None] * len(SCALES), "maxima": [[] for _ in SCALES],
-                "incident": None, "cooldown_until": 0.0, "calm": HISTORY}
+                "day_peak": None, "peaks": [], "incident": None, "cooldown_until": 0.0, "last_page": None,
+                "calm": HISTORY}
 
     def baseline(self, state: dict[str, Any], window_start: float) -> float:
         """Expected log(1 + count) of the window."""
@@ -182,30 +200,30 @@ class SpikeDetector:
     def expected(self, state: dict[str, Any], window_start: float) -> float:
         return max(math.expm1(self.baseline(state, window_start)), self.config.min_expected)
 
-    def thresholds(self, state: dict[str, Any], exceed_per_day: float | None = None) -> list[tuple[float, float, float] | None]:
-        """Per scale (threshold, Gumbel location, Gumbel scale), None while history is short."""
-        c = self.config
-        exceed = exceed_per_day if exceed_per_day is not None else c.budget_per_week / 7.0 / len(SCALES)
-        out: list[tuple[float, float, float] | None] = []
+    def norms(self, state: dict[str, Any]) -> list[float]:
+        """Per scale its typical daily peak (median of the daily maxima): scores of all scales in
+        one unit, so a series whose 5-minute windows are bursty by nature needs more there."""
+        out = []
         for maxima in state["maxima"]:
-            if len(maxima) < c.min_history_days:
-                out.append(None)
-                continue
-            if c.tail == "pot":
-                loc, beta = tail_fit(maxima)
-                limit = loc + beta * math.log(0.5 / min(exceed, 0.5))
-            else:
-                loc, beta = gumbel_fit(maxima)
-                limit = gumbel_quantile(loc, beta, min(exceed, 0.999))
-            out.append((max(limit, c.min_threshold), loc, beta))
+            xs = sorted(maxima)
+            out.append(max(xs[len(xs) // 2], 1.0) if xs else 1.0)
         return out
+
+    def thresholds(self, state: dict[str, Any]) -> tuple[float, float] | None:
+        """(threshold, critical threshold) of the combined score; None while history is short."""
+        c = self.config
+        if len(state["peaks"]) < c.min_history_days:
+            return None
+        exceed = c.budget_per_week / 7.0
+        rule = quartile_tail if c.tail == "quartile" else peak_threshold
+        return rule(state["peaks"], exceed), rule(state["peaks"], exceed / c.escalate_factor)
 
     def observe(self, state: dict[str, Any], window_start: float, count: int, series: str = "",
                 authors: int | None = None, texts: int | None = None) -> Verdict:
         """Feed one closed window (in time order); updates ``state`` in place. ``authors`` and
         ``texts``: distinct authors and distinct texts among the window's mentions, when known."""
         c = self.config
-        if state.get("v") != STATE_VERSION:  # a state of the old detector: learn again
+        if state.get("v") != STATE_VERSION:  # a state of an older detector: learn again
             state.clear()
             state.update(self.new_state())
         self._roll_day(state, window_start)
@@ -221,106 +239,112 @@ class SpikeDetector:
         # minutes); outside one, rolling sums reach back only to the end of the last incident.
         calm = state["calm"] + 1
         allowed = [s for s in SCALES if (s <= max(incident["reported_scale"], SCALES[1]) if incident else s <= calm)]
-        limits = self.thresholds(state)
-        crit_limits = self.thresholds(state, c.budget_per_week / 7.0 / len(SCALES) / c.escalate_factor)
+        limits, norms = self.thresholds(state), self.norms(state)
         warmed = state["seen"] >= c.warmup_windows
-        best: tuple[float, int, int, float, float, float, float, bool] | None = None  # margin, i, x, m, z, T, p, critical
-        scores = []
+        best: tuple | None = None  # margin, i, x, m, score, threshold, p, critical, evidence
+        units: list[float | None] = []  # per scale: the evidence's surprise in typical daily peaks
+        held = 0.0  # the largest allowed score: an open incident stays open while it is high
         for i, scale in enumerate(SCALES):
             if len(recent) < scale:
-                scores.append(None)
+                units.append(None)
                 continue
             x, m = sum(recent[-scale:]), sum(recent_mu[-scale:])
             sd = _sd(state["spread"][i], m)
-            z = (math.log1p(x) - math.log1p(m)) / sd
-            scores.append(z)
+            window_ev = recent_ev[-scale:]
+            known = any(e is not None for e in window_ev)
+            # what counts is the evidence: distinct authors and texts, never more than the count
+            x_ev = sum(e if e is not None else n for e, n in zip(window_ev, recent[-scale:])) if known else x
+            z = (math.log1p(x_ev) - math.log1p(m)) / sd
+            units.append(z / norms[i])
             if scale not in allowed or not warmed:
                 continue
-            window_ev = recent_ev[-scale:]
-            if any(e is not None for e in window_ev):
-                # what counts is the evidence: distinct authors and texts, never more than the count
-                x_ev = sum(e if e is not None else n for e, n in zip(window_ev, recent[-scale:]))
-                if max((e or 0) for e in window_ev) < c.min_distinct:
-                    continue
-                z_test = (math.log1p(x_ev) - math.log1p(m)) / sd
-            else:
-                x_ev, z_test = x, z
-            if x_ev < c.min_count or x_ev < c.min_ratio * m:
+            held = max(held, z / norms[i])
+            if known and max((e or 0) for e in window_ev) < c.min_distinct:
                 continue
-            if limits[i] is not None:
-                limit, loc, beta = limits[i]
-                p = (min(1.0, 0.5 * math.exp(-(z_test - loc) / beta)) if c.tail == "pot"
-                     else gumbel_exceedance(loc, beta, z_test))
-                significant, margin = z_test > limit, z_test / limit
-                critical = z_test > crit_limits[i][0] or x_ev >= c.critical_ratio * m
+            if x_ev < c.min_count or x_ev < c.min_ratio * m or z < c.min_threshold:
+                continue
+            if limits is not None:
+                limit, critical_limit = limits
+                u = z / norms[i]
+                p = peak_p_value(state["peaks"], u)
+                significant, margin = u > limit, u / limit
+                critical = u > critical_limit or x_ev >= c.critical_ratio * m
+                score = u
             else:  # young series: the negative-binomial tail
-                limit = c.min_threshold
+                limit, score = c.min_threshold, z
                 p = min(1.0, upper_tail(x_ev, m, c.dispersion_prior) * len(SCALES))
-                significant, margin = p < c.alpha, math.log(c.alpha) / math.log(max(p, 1e-300))
-                margin = 1.0 / margin if margin else 0.0
+                significant = p < c.alpha
+                margin = math.log(max(p, 1e-300)) / math.log(c.alpha)
                 critical = p < c.alpha / c.escalate_factor and x_ev >= c.critical_ratio * m
             if significant and (best is None or margin > best[0]):
-                best = (margin, i, x, m, z_test, limit, p, critical)
-        verdict = self._incident(state, incident, best, window_start, series, count, mu)
+                best = (margin, i, x, m, score, limit, p, critical, x_ev if known else None)
+        quiet_below = limits[0] * c.resolve_fraction if limits is not None else math.inf
+        verdict = self._incident(state, incident, best, window_start, series, count, mu, held < quiet_below)
         if best is None:
-            # report the 5-minute view
-            limit = limits[0][0] if limits[0] else c.min_threshold
-            verdict.score, verdict.threshold = scores[0] or 0.0, limit
-        self._band(state, verdict, limits, recent_mu)
-        if verdict.event is None:
-            # only ordinary windows: the budget is about alerts on ordinary days, and spikes that
-            # paged (or would have: they are open incidents) must not raise the bar for the next
-            self._track_maxima(state, scores)
+            verdict.score = units[0] or 0.0  # report the 5-minute view
+            verdict.threshold = limits[0] if limits else c.min_threshold
+            verdict.evidence = evidence
+        self._band(state, verdict, limits, norms, recent_mu)
+        self._track_peaks(state, units)
         self._adapt(state, window_start, count, base, recent, recent_mu)
         state["seen"] += 1
-        state["calm"] = 0 if verdict.event == "resolved" else calm
+        state["calm"] = 0 if incident is not None and state["incident"] is None else calm
         state["recent"], state["recent_expected"], state["recent_evidence"] = recent, recent_mu, recent_ev
         return verdict
 
     def _incident(self, state: dict[str, Any], incident: dict[str, Any] | None, best: tuple | None,
-                  window_start: float, series: str, count: int, mu: float) -> Verdict:
+                  window_start: float, series: str, count: int, mu: float, quiet: bool) -> Verdict:
         c = self.config
         window_end = window_start + c.window_s
+        closed = False
         if best is None:
             verdict = Verdict(None, count, mu, 1.0, 1)
             if incident is not None:
-                incident["quiet"] += 1
+                incident["quiet"] = incident["quiet"] + 1 if quiet else 0
                 # not over while the last hour's median is still high: a level shift under way
                 # stays one incident until the baseline has moved (no page per dip)
                 over = incident["quiet"] >= c.resolve_windows and state["off_run"] <= 0
                 verdict.event = "resolved" if over else "updated"
                 verdict.severity = incident["severity"]
-                if verdict.event == "resolved":
-                    state["cooldown_until"] = window_end + c.cooldown_s
+                if over:
+                    state["cooldown_until"], closed = window_end + c.cooldown_s, True
+                if incident.get("muted"):
+                    verdict.event = None
         else:
-            _, i, x, m, z, limit, p, critical = best
+            _, i, x, m, score, limit, p, critical, x_ev = best
             scale = SCALES[i]
             severity = "critical" if critical else "warning"
-            verdict = Verdict(None, x, m, min(1.0, max(0.0, p)), scale, severity, score=z, threshold=limit)
+            verdict = Verdict(None, x, m, min(1.0, max(0.0, p)), scale, severity, score=score, threshold=limit,
+                              evidence=x_ev)
             if incident is None and window_end >= state["cooldown_until"]:
                 start = window_start - (scale - 1) * c.window_s
+                # maximum notification frequency: a series that paged recently gets a muted
+                # incident (the baseline still freezes, nothing is sent, it does not page later)
+                muted = state["last_page"] is not None and window_end < state["last_page"] + c.min_page_interval_s
                 incident = {"id": f"{series}@{int(start)}", "started": start, "severity": severity,
-                            "reported": x, "reported_scale": scale, "quiet": 0}
-                verdict.event = "fired"
+                            "reported": x, "reported_scale": scale, "quiet": 0, "muted": muted}
+                if not muted:
+                    verdict.event, state["last_page"] = "fired", window_end
             elif incident is not None:
                 incident["quiet"] = 0
+                verdict.event = None if incident.get("muted") else "updated"
                 if severity == "critical" and incident["severity"] == "warning":
                     incident.update(severity=severity, reported=x, reported_scale=scale)
-                    verdict.event = "escalated"
-                else:
-                    verdict.event, verdict.severity = "updated", incident["severity"]
-        if incident is not None:
+                    if verdict.event and window_end - incident["started"] >= ESCALATE_AFTER_S:
+                        verdict.event, state["last_page"] = "escalated", window_end
+                verdict.severity = incident["severity"]
+        if incident is not None and verdict.event is not None:
             verdict.incident_id, verdict.incident_started = incident["id"], incident["started"]
-        state["incident"] = None if verdict.event == "resolved" else incident
+        state["incident"] = None if closed else incident
         return verdict
 
-    def _band(self, state: dict[str, Any], verdict: Verdict, limits: list, recent_mu: list[float]) -> None:
+    def _band(self, state: dict[str, Any], verdict: Verdict, limits: tuple[float, float] | None,
+              norms: list[float], recent_mu: list[float]) -> None:
         """Expected band of the count over the verdict's scale: what the baseline allows before
-        this scale's threshold is reached."""
+        the threshold is reached."""
         i = SCALES.index(verdict.scale)
         m = sum(recent_mu[-verdict.scale:])
-        limit = limits[i][0] if limits[i] else self.config.min_threshold
-        width = limit * _sd(state["spread"][i], m)
+        width = max(limits[0] * norms[i] if limits else 0.0, self.config.min_threshold) * _sd(state["spread"][i], m)
         verdict.lower = round(max(0.0, math.expm1(math.log1p(m) - width)), 3)
         verdict.upper = round(math.expm1(math.log1p(m) + width), 3)
 
@@ -329,17 +353,28 @@ class SpikeDetector:
         if state["day"] is None:
             state["day"] = day
         elif day != state["day"]:
-            if state["seen"] >= self.config.warmup_windows:  # a day's maximum over a rough baseline says little
+            keep = self.config.history_days
+            if state["seen"] >= self.config.warmup_windows:  # a day's peak over a rough baseline says little
                 for i, top in enumerate(state["day_max"]):
                     if top is not None:
-                        state["maxima"][i] = (state["maxima"][i] + [round(top, 4)])[-self.config.history_days:]
-            state["day"], state["day_max"] = day, [None] * len(SCALES)
+                        state["maxima"][i] = (state["maxima"][i] + [round(top, 4)])[-keep:]
+                if state["day_peak"] is not None:
+                    state["peaks"] = (state["peaks"] + [round(state["day_peak"], 4)])[-keep:]
+            state["day"], state["day_max"], state["day_peak"] = day, [None] * len(SCALES), None
 
     @staticmethod
-    def _track_maxima(state: dict[str, Any], scores: list[float | None]) -> None:
-        for i, z in enumerate(scores):
-            if z is not None and (state["day_max"][i] is None or z > state["day_max"][i]):
+    def _track_peaks(state: dict[str, Any], units: list[float | None]) -> None:
+        """Every window, spikes included: a threshold learned from censored peaks (only the days
+        that stayed below it) sinks, and the series pages more than its budget."""
+        norms = [max(sorted(m)[len(m) // 2], 1.0) if m else 1.0 for m in state["maxima"]]
+        for i, u in enumerate(units):
+            if u is None:
+                continue
+            z = u * norms[i]
+            if state["day_max"][i] is None or z > state["day_max"][i]:
                 state["day_max"][i] = z
+            if state["day_peak"] is None or u > state["day_peak"]:
+                state["day_peak"] = u
 
     def _adapt(self, state: dict[str, Any], window_start: float, count: int, base: float,
                recent: list[int], recent_mu: list[float]) -> None:

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from stimmung.pipeline.alerts.sentiment_shift import SentimentShiftDetector, ShiftConfig
-from stimmung.pipeline.alerts.spikes import (BUDGETS, DetectorConfig, SpikeDetector, gumbel_exceedance, gumbel_fit,
-                                             gumbel_quantile, tail_fit, upper_tail)
+from stimmung.pipeline.alerts.spikes import (BUDGETS, STATE_VERSION, DetectorConfig, SpikeDetector, peak_p_value,
+                                             peak_threshold, quartile_tail, tail_fit, upper_tail)
 
 WINDOW = 300
 MONDAY = 1762732800  # 2025-11-10 00:00 UTC
@@ -126,17 +126,30 @@ def test_an_old_detector_state_is_replaced_not_misread():
     detector = SpikeDetector()
     old = {"level": 3.0, "hour_mean": [0.0] * 24, "inv_k": 0.1, "seen": 9999, "recent": [], "incident": None}
     detector.observe(old, MONDAY, 5)
-    assert old["v"] == 2 and old["seen"] == 1
+    assert old["v"] == STATE_VERSION and old["seen"] == 1
 
 
-def test_gumbel_fit_recovers_a_gumbel_law():
-    sample = stats.gumbel_r.rvs(loc=4.0, scale=1.5, size=4000, random_state=1).tolist()
-    loc, beta = gumbel_fit(sample)
-    assert abs(loc - 4.0) < 0.15 and abs(beta - 1.5) < 0.15
-    q = gumbel_quantile(loc, beta, 0.01)
-    assert math.isclose(gumbel_exceedance(loc, beta, q), 0.01, rel_tol=1e-9)
-    median, excess = tail_fit([1.0, 2.0, 3.0, 4.0, 9.0])
-    assert median == 3.0 and excess == 3.5
+def test_peak_thresholds_hold_their_exceedance_rate():
+    rng = np.random.default_rng(3)
+    # heavy-tailed daily peaks: the order statistic does not care about the law
+    history, fresh = rng.pareto(2.0, (4000, 28)) + 1, rng.pareto(2.0, 4000) + 1
+    for exceed in (0.1, 0.2):
+        over = np.mean([f > peak_threshold(list(h), exceed) for h, f in zip(history, fresh)])
+        assert abs(over - exceed) < 0.03, (exceed, over)
+    # beyond the largest peak, the upper half's exponential tail extends it
+    assert peak_threshold([1.0, 2.0, 3.0, 4.0, 9.0], 0.01) > 9.0
+    assert tail_fit([1.0, 2.0, 3.0, 4.0, 9.0]) == (3.0, 3.5)
+    assert peak_p_value([1.0, 2.0, 3.0], 2.5) == 0.5
+
+
+def test_quartile_tail_ignores_the_top_quarter():
+    rng = np.random.default_rng(4)
+    calm = list(rng.exponential(1.0, 28) + 2)
+    spiked = sorted(calm)[:23] + [50.0] * 5  # the same month with five incident days
+    assert quartile_tail(spiked, 0.07) == quartile_tail(calm, 0.07)
+    assert peak_threshold(spiked, 0.07) > 2 * peak_threshold(calm, 0.07), "the order statistic would follow them"
+    sample = rng.exponential(1.0, 20000).tolist()  # exponential: median ln 2, β 1
+    assert abs(quartile_tail(sample, 0.01) - math.log(100)) < 0.15
 
 
 @given(st.integers(min_value=1, max_value=400), st.floats(min_value=0.05, max_value=200), st.floats(min_value=0, max_value=1.5))
