@@ -35,12 +35,15 @@ from typing import Any
 import faust
 from elasticsearch import ApiError, TransportError
 from pydantic import ValidationError
+from scipy.special import betainc
 
 from stimmung.config import AlertingSettings, DetectorSettings, SeriesSettings, Settings
 from stimmung.health import HEALTH, beat_forever
 from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.kafka import faust_credentials
 from stimmung.metrics import ALERT_WINDOWS_CLOSED, ALERTS, LATE_MENTIONS
+from stimmung.pipeline.alerts import evidence
+from stimmung.pipeline.alerts.sentiment_shift import SentimentShiftDetector, ShiftConfig, ShiftVerdict
 from stimmung.pipeline.alerts.spikes import HISTORY, DetectorConfig, SpikeDetector, Verdict
 from stimmung.pipeline.alerts.watermark import CatchUpProbe, FanOutProgress, HeldWindows, pick_watermark
 from stimmung.retry import Backoff
@@ -51,6 +54,8 @@ from stimmung.schemas.mention import EnrichedMention
 log = logging.getLogger(__name__)
 TICK_KEY = b"__tick__"
 MAX_CATCH_UP_WINDOWS = 7 * 288  # a series idle for longer restarts its window clock
+IGNORED_DETECTOR_SETTINGS = ("max_incident_s",)  # accepted for old configs; the level-shift rule bounds incidents
+SHIFT = "sentiment_shift"  # the per-brand series of all mentions the sentiment-shift detector reads
 
 
 # --- series -------------------------------------------------------------------------------------
@@ -81,9 +86,41 @@ def series_of(mention: EnrichedMention, families: list[SeriesSettings]) -> list[
     return list(out.items())
 
 
+def shift_series_of(mention: EnrichedMention) -> list[tuple[str, dict[str, str]]]:
+    """Per brand one series of all its mentions (with their sentiment) for the sentiment-shift test."""
+    return [(f"brand={b}|{SHIFT}", {"brand": b, "kind": SHIFT}) for b in sorted({b.brand for b in mention.brands})]
+
+
 def detector_config(a: AlertingSettings) -> DetectorConfig:
-    explicit = {k: v for k, v in a.detector.model_dump().items() if v is not None}
+    explicit = {k: v for k, v in a.detector.model_dump().items() if v is not None and k not in IGNORED_DETECTOR_SETTINGS}
     return DetectorConfig.preset(a.sensitivity, window_s=a.window_s, **explicit)
+
+
+def shift_config(a: AlertingSettings) -> ShiftConfig:
+    return ShiftConfig(window_s=a.window_s, threshold=a.sentiment_shift_threshold)
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0 or n <= 0:
+        return 1.0
+    return float(min(1.0, max(0.0, betainc(k, n - k + 1, min(max(p, 1e-9), 1.0)))))
+
+
+def _sum_mix(span: list[dict[str, Any]], field: str) -> dict[str, int]:
+    mix: dict[str, int] = {}
+    for w in span:
+        for k, n in w[field].items():
+            mix[k] = mix.get(k, 0) + n
+    return mix
+
+
+def _item(mention: EnrichedMention) -> dict[str, Any]:
+    """What the counts topic carries of a mention: no handle, no full text (hashes and terms)."""
+    return {"id": mention.mention_id, "t": mention.created_at.timestamp(), "plat": mention.platform,
+            "sample": _sample(mention), "sent": mention.sentiment.label if mention.sentiment else None,
+            "au": evidence.author_key(mention.author.pseudonym if mention.author else None, mention.mention_id),
+            "tx": evidence.text_key(mention.text), "terms": evidence.terms(mention.text)[:40]}
 
 
 def _sample(mention: EnrichedMention) -> dict[str, Any]:
@@ -102,14 +139,21 @@ def _top(samples: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 class SeriesBook:
     """Pure state handling of one series (a JSON dict kept in the Faust table)."""
 
-    def __init__(self, settings: Settings, detector: SpikeDetector):
+    def __init__(self, settings: Settings, detector: SpikeDetector, shift: SentimentShiftDetector | None = None):
         self.settings = settings
         self.window_s = settings.alerting.window_s
         self.detector = detector
+        self.shift = shift or SentimentShiftDetector(shift_config(settings.alerting))
 
     def new(self, partition: int, labels: dict[str, str], first_window: float) -> dict[str, Any]:
+        detector = {"shift": SentimentShiftDetector.new_state()} if labels.get("kind") == SHIFT else {
+            "det": SpikeDetector.new_state()}
         return {"partition": partition, "labels": labels, "closed_until": first_window, "open": {}, "closed": [],
-                "det": SpikeDetector.new_state()}
+                **detector}
+
+    @staticmethod
+    def empty_window() -> dict[str, Any]:
+        return {"ids": [], "sent": {}, "plat": {}, "samples": [], "au": [], "tx": [], "terms": {}}
 
     def window_of(self, created: float) -> float:
         return math.floor(created / self.window_s) * self.window_s
@@ -119,10 +163,16 @@ class SeriesBook:
         ws = self.window_of(item["t"])
         if ws < state["closed_until"]:
             return False
-        w = state["open"].setdefault(str(int(ws)), {"ids": [], "sent": {}, "plat": {}, "samples": []})
+        w = state["open"].setdefault(str(int(ws)), self.empty_window())
         if item["id"] in w["ids"]:
             return True  # a replayed message: already counted
         w["ids"].append(item["id"])
+        for field in ("au", "tx"):  # windows persisted before evidence was kept lack the lists
+            values = w.setdefault(field, [])
+            if item.get(field) and item[field] not in values:
+                values.append(item[field])
+        if item.get("terms"):
+            w["terms"] = evidence.merge_terms(w.get("terms", {}), item["terms"])
         if item.get("sent"):
             w["sent"][item["sent"]] = w["sent"].get(item["sent"], 0) + 1
         w["plat"][item["plat"]] = w["plat"].get(item["plat"], 0) + 1
@@ -137,13 +187,23 @@ class SeriesBook:
             state["closed_until"] = self.window_of(watermark - lateness) - MAX_CATCH_UP_WINDOWS * self.window_s
         while state["closed_until"] + self.window_s + lateness <= watermark:
             ws = state["closed_until"]
-            w = state["open"].pop(str(int(ws)), {"ids": [], "sent": {}, "plat": {}, "samples": []})
-            state["closed"] = (state["closed"] + [{"ws": ws, "n": len(w["ids"]), "sent": w["sent"], "plat": w["plat"],
-                                                   "samples": w["samples"]}])[-HISTORY:]
-            verdict = self.detector.observe(state["det"], ws, len(w["ids"]), key)
+            w = state["open"].pop(str(int(ws)), self.empty_window())
+            n = len(w["ids"])
+            # authors and texts are known only for windows counted since they were kept
+            authors, texts = (len(w["au"]), len(w["tx"])) if n and "au" in w else (None, None)
+            state["closed"] = (state["closed"] + [{"ws": ws, "n": n, "sent": w["sent"], "plat": w["plat"],
+                                                   "samples": w["samples"], "au": w.get("au", []),
+                                                   "tx": w.get("tx", []), "terms": w.get("terms", {})}])[-HISTORY:]
+            if "shift" in state:
+                shift = self.shift.observe(state["shift"], ws, n, min(n, w["sent"].get("negative", 0)))
+                if shift.event:
+                    alerts.append(self.shift_alert(key, state, ws, shift))
+            else:
+                verdict = self.detector.observe(state.setdefault("det", SpikeDetector.new_state()), ws, n, key,
+                                                authors=authors, texts=texts)
+                if verdict.event:
+                    alerts.append(self.alert(key, state, ws, verdict))
             ALERT_WINDOWS_CLOSED.inc()
-            if verdict.event:
-                alerts.append(self.alert(key, state, ws, verdict))
             state["closed_until"] = ws + self.window_s
         return alerts
 
@@ -162,6 +222,9 @@ class SeriesBook:
         severity = v.severity or "warning"
         event = v.event or "updated"
         alert = Alert(
+            **self.evidence(span),
+            expected_lower=v.lower, expected_upper=max(v.upper, v.lower), score=round(v.score, 3),
+            threshold=round(v.threshold, 3),
             alert_id=v.incident_id or f"{key}@{int(ws)}", event_id=f"{v.incident_id}:{event}:{int(ws)}", event=event,
             status="resolved" if event == "resolved" else "firing", severity=severity, series=key,
             brand=labels["brand"], topic=labels.get("topic"), sentiment=labels.get("sentiment"),
@@ -174,6 +237,44 @@ class SeriesBook:
             kibana_url=self.discover_link(labels, start, end),
         )
         ALERTS.labels(event=event, severity=severity).inc()
+        return alert
+
+    def evidence(self, span: list[dict[str, Any]]) -> dict[str, Any]:
+        """Distinct authors and texts over the span (a window's hashes; the windows of one span
+        can share an author, so the union), and its top terms."""
+        if not any("au" in w for w in span):
+            return {}
+        return {"distinct_authors": len({a for w in span for a in w.get("au", [])}),
+                "distinct_texts": len({t for w in span for t in w.get("tx", [])}),
+                "top_terms": evidence.top_terms([w.get("terms", {}) for w in span])}
+
+    def shift_alert(self, key: str, state: dict[str, Any], ws: float, v: ShiftVerdict) -> Alert:
+        """A sentiment shift: the negative share of all the brand's mentions since the shift began."""
+        labels = state["labels"]
+        started = v.incident_started or ws
+        # since the shift began, within the closed windows kept (the last hour)
+        span = [w for w in state["closed"] if w["ws"] >= started] or state["closed"][-1:]
+        total = sum(w["n"] for w in span)
+        negative = sum(w["sent"].get("negative", 0) for w in span)
+        expected = total * v.baseline_share
+        event = v.event or "updated"
+        start = datetime.fromtimestamp(min(w["ws"] for w in span), timezone.utc)
+        end = datetime.fromtimestamp(ws + self.window_s, timezone.utc)
+        negatives = [w for w in span if w["sent"].get("negative")]
+        alert = Alert(
+            kind=SHIFT, alert_id=f"{key}@{int(started)}", event_id=f"{key}@{int(started)}:{event}:{int(ws)}", event=event,
+            status="resolved" if event == "resolved" else "firing", severity="warning", series=key,
+            brand=labels["brand"], sentiment="negative", window_start=start, window_end=end,
+            incident_started=datetime.fromtimestamp(started, timezone.utc),
+            observed=negative, expected=round(expected, 3), p_value=binomial_tail(negative, total, v.baseline_share),
+            negative_share=round(negative / total, 4) if total else 0.0, baseline_share=round(v.baseline_share, 4),
+            sentiment_mix=_sum_mix(span, "sent"), platform_mix=_sum_mix(span, "plat"),
+            samples=[AlertSample(**{k: s[k] for k in ("mention_id", "excerpt", "platform", "url")})
+                     for s in _top([s for w in span for s in w["samples"]], self.settings.alerting.samples)],
+            kibana_url=self.discover_link({**labels, "sentiment": "negative"}, start, end),
+            **self.evidence(negatives or span),
+        )
+        ALERTS.labels(event=event, severity="warning").inc()
         return alert
 
     def discover_link(self, labels: dict[str, str], start: datetime, end: datetime) -> str | None:
@@ -227,7 +328,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
     deadletter = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
     series_table = app.Table("alert-series", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes)
     delivered = app.Table("alert-delivered", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes)
-    book = SeriesBook(settings, SpikeDetector(detector_config(a)))
+    book = SeriesBook(settings, SpikeDetector(detector_config(a)), SentimentShiftDetector(shift_config(a)))
     # What the fan-out has handed on; ticks read it (and ask Kafka) to pick their watermark.
     progress = FanOutProgress(idle_s=max(5.0, 3 * a.tick_s))
     probe = CatchUpProbe(kafka, app_id)
@@ -240,11 +341,10 @@ def build_alerting_app(settings: Settings) -> faust.App:
             except ValidationError:
                 mention = None  # malformed: the sink dead-letters it; counting it nowhere is right
             if mention is not None:
-                created = mention.created_at.timestamp()
-                item = {"id": mention.mention_id, "t": created, "plat": mention.platform, "sample": _sample(mention),
-                        "sent": mention.sentiment.label if mention.sentiment else None}
+                item = _item(mention)
+                families = series_of(mention, a.series) + (shift_series_of(mention) if a.sentiment_shift else [])
                 sends = [await counts.send(key=key.encode(), value=json.dumps({**item, "labels": labels}).encode())
-                         for key, labels in series_of(mention, a.series)]
+                         for key, labels in families]
                 await asyncio.gather(*sends)  # acknowledged before this mention's offset may be committed
             # Only now: a tick that this progress lets close the window lands on the counts topic
             # after this mention's counts (a tick racing ahead of them made the last one "late").
@@ -268,7 +368,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
                         # acknowledged by Kafka before the state that remembers it is written
                         sent = await alerts_topic.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
                         await sent
-                        log.warning("complaint spike " + alert.event, extra={
+                        log.warning(alert.kind.replace("_", " ") + " " + alert.event, extra={
                             "series": key, "severity": alert.severity, "observed": alert.observed,
                             "expected": alert.expected, "p_value": alert.p_value})
                     series_table[raw_key] = json.dumps(state).encode()
