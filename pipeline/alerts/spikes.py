@@ -8,29 +8,38 @@ lifts the level for days. Each part is there because the benchmark needed it:
   weekday effect, learned from residuals clipped at ``clip_mad`` × their mean absolute deviation
   (a burst moves the baseline no more than an ordinary window would). Frozen while an incident
   is open, so a plateau stays an incident.
-- **Surprise, not p-values of an assumed family**: per time scale (5, 15, 60 minutes: the window
-  and rolling sums) the residual of the sum in log space divided by that scale's own robust
-  spread. How surprising a surprise is, is read from **the series' own history**: the daily
-  maxima of each scale's score over the last ``history_days`` days, fitted robustly (quartiles)
-  by a Gumbel law — the law of maxima — so a few anomalous days do not move it.
-- **Alert budget**: operators say how many alerts per series and week they can afford
-  (``budget_per_week``; presets low/medium/high); the threshold of each scale is the Gumbel
-  quantile an ordinary day exceeds with probability budget / 7 / len(SCALES). A series that is
-  bursty by nature gets a higher bar on the 5-minute scale by itself, so a one-window retweet
-  storm needs far more to page than a 15-minute wave.
-- **Level shifts**: when the recent residual (half-life one hour) has stayed off the baseline for
-  ``level_shift_s``, the level jumps there (a campaign, a new audience): an incident that lasts
-  that long resolves instead of paging for days; a series that fell quiet becomes sensitive again.
+- **One score over three time scales** (5, 15, 60 minutes: the window and rolling sums): the
+  log residual of the sum divided by that scale's robust spread, in units of the scale's typical
+  daily peak (median of its daily maxima). A series whose 5-minute windows are bursty by nature
+  needs more there than a 60-minute wave does.
+- **Alert budget from the series' own history**: operators say how many pages per series and
+  week they can afford on ordinary days (``budget_per_week``; presets low/medium/high). Every
+  day's peak score is kept for ``history_days`` — spikes included: a history of only the days
+  that stayed below the bar (as in the previous version) pulls the bar down and the series paged
+  three times its budget. The threshold is the score a day's peak exceeds with probability
+  budget / 7, read from the median and upper quartile of the daily peaks as an exponential tail
+  (``quartile_tail``): the top quarter of days, where incidents are, does not move it, so past
+  incidents do not raise the bar for the next. The order statistic (``peak_threshold``, exact for
+  exchangeable days) is kept as ``tail="order"``; on NAB it let past incidents hide the next.
+- **Maximum notification frequency**: a series that paged pages again no sooner than
+  ``min_page_interval_s``; what happens meanwhile is a muted incident (baseline frozen, nothing
+  sent). **Hysteresis**: an incident is quiet only below ``resolve_fraction`` × the threshold.
+- **Level shifts**: when the median residual of the last hour has stayed off the baseline for
+  ``level_shift_s``, the level jumps there (a campaign, a new audience).
 - **Evidence**: with per-window distinct authors and distinct texts, the test uses the smallest of
-  count, authors and texts: one author or one copied text alone cannot page.
-- **Young series** (fewer than ``min_history_days`` days) use a conservative negative-binomial
-  tail test (``alpha``) on the same baseline, after ``warmup_windows``.
-- **Incidents**: ``fired`` once, ``escalated`` once when it turns critical (the Gumbel quantile ten
-  times rarer than the threshold, or ``critical_ratio`` × expected), ``updated`` while it lasts,
-  ``resolved`` after ``resolve_windows`` quiet windows; a cooldown follows. Paging events are
-  ``fired`` and ``escalated``.
+  count, authors and texts, and a window needs ``min_distinct`` of each to count at all: one
+  author or one copied text alone cannot page.
+- **Young series** (fewer than ``min_history_days`` daily peaks) use a conservative
+  negative-binomial tail test (``alpha``) on the same baseline, after ``warmup_windows``.
+- **Incidents**: ``fired`` once, ``escalated`` once when it turns critical (a peak
+  ``escalate_factor`` × rarer than the threshold's, or ``critical_ratio`` × expected) after its
+  first hour (earlier, the severity rises silently), ``updated`` while it lasts, ``resolved``
+  after ``resolve_windows`` quiet windows; a cooldown follows. Paging events: fired, escalated.
 
-State: a JSON-serialisable dict of ~120 numbers per series; each window costs O(1).
+The p-value of a verdict is the share of past days whose peak was as surprising. State: a
+JSON-serialisable dict of ~200 numbers per series; each window costs O(history_days). One module
+over 400 lines on purpose: baseline, scores, thresholds and incidents all read and write the one
+state dict, and splitting them would spread its invariants over files.
 """
 
 from __future__ import annotations
