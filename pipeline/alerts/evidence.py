@@ -25,6 +25,7 @@ just get got from they them what when will would there their about been into tha
 really more some any who how why one did does don't can't i'm i've via amp
 der die das und ist ich nicht mit sie auf für ein eine einen dem den des von zu zum zur bei aus
 auch noch nur wie was wir ihr sich schon mal doch aber oder wenn dass hat haben sind war bin
+wieder kein keine keinen immer sehr heute
 les des une est pas pour que qui dans sur avec mais vous nous
 los las una por que con para del como pero muy
 """.split())
