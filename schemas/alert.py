@@ -1,4 +1,6 @@
-"""Complaint-spike alerts (produced by the alerting component, indexed for the alert timeline)."""
+"""Alerts: complaint spikes, sentiment shifts, SLA breaches (produced by the alerting and case
+components, indexed for the alert timeline). Spike and shift alerts carry their evidence: distinct
+authors and texts behind the count, top terms, samples, the expected band."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ class Alert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
-    kind: Literal["spike", "sla"] = Field("spike", description="A complaint spike, or a case that missed its SLA")
+    kind: Literal["spike", "sentiment_shift", "sla"] = Field("spike", description=(
+        "A complaint spike, a jump in a brand's negative share at flat volume, or a case that missed its SLA"))
     alert_id: str = Field(description="Dedupe key: same spike episode (incident), same id")
     event_id: str = Field("", description="This event of the incident (alert id + event + window): the document id")
     event: Literal["fired", "escalated", "updated", "resolved"] = "fired"
@@ -37,6 +40,15 @@ class Alert(BaseModel):
     observed: int = Field(ge=0)
     expected: float = Field(ge=0)
     p_value: float = Field(ge=0, le=1, description="Chance of seeing >= observed if nothing changed")
+    expected_lower: float | None = Field(None, ge=0, description="Spikes: lower end of the expected band over the span")
+    expected_upper: float | None = Field(None, ge=0, description="Spikes: above this the span alerts")
+    score: float | None = Field(None, description="Spikes: surprise in units of the series' typical daily peak")
+    threshold: float | None = Field(None, description="Spikes: the score the series' alert budget allows")
+    distinct_authors: int | None = Field(None, ge=0, description="Distinct authors (pseudonyms) behind the count")
+    distinct_texts: int | None = Field(None, ge=0, description="Distinct texts (copies and retweets are one)")
+    top_terms: list[str] = Field(default_factory=list, description="Most frequent terms in the span's mentions")
+    negative_share: float | None = Field(None, ge=0, le=1, description="Sentiment shifts: negative share since the shift began")
+    baseline_share: float | None = Field(None, ge=0, le=1, description="Sentiment shifts: the brand's usual negative share")
     sentiment_mix: dict[Sentiment, int] = Field(default_factory=dict)
     platform_mix: dict[str, int] = Field(default_factory=dict)
     samples: list[AlertSample] = Field(default_factory=list)

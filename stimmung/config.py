@@ -169,8 +169,19 @@ class SeriesSettings(_Section):
 
 
 class DetectorSettings(_Section):
-    """Explicit detector parameters; unset ones come from the sensitivity preset."""
+    """Explicit detector parameters (pipeline/alerts/spikes.py); unset ones come from the
+    sensitivity preset (low/medium/high: an alert budget of 0.25/0.5/1 pages per series-week)."""
 
+    budget_per_week: float | None = Field(None, gt=0, le=50, description=(
+        "Pages per series and week the on-call can afford on ordinary days; the threshold follows from "
+        "the series' own daily peaks"))
+    min_page_interval_s: float | None = Field(None, ge=0, description=(
+        "Maximum notification frequency: a series that paged pages again no sooner than this"))
+    level_shift_s: float | None = Field(None, gt=0, description="A level held this long becomes the new normal")
+    history_days: int | None = Field(None, ge=7, le=365, description="Daily peaks the threshold is learned from")
+    min_history_days: int | None = Field(None, ge=1, description="Before this, a conservative count test (alpha)")
+    resolve_fraction: float | None = Field(None, gt=0, le=1, description="Hysteresis: quiet below this share of the threshold")
+    min_distinct: int | None = Field(None, ge=1, description="Distinct authors and texts a window needs to count at all")
     alpha: float | None = Field(None, gt=0, lt=1)
     min_count: int | None = Field(None, ge=1)
     min_ratio: float | None = Field(None, ge=1)
@@ -178,8 +189,8 @@ class DetectorSettings(_Section):
     warmup_windows: int | None = Field(None, ge=1)
     resolve_windows: int | None = Field(None, ge=1)
     cooldown_s: float | None = Field(None, ge=0)
-    escalate_factor: float | None = Field(None, gt=1)
-    max_incident_s: float | None = Field(None, gt=0)
+    escalate_factor: float | None = Field(None, gt=1, description="Critical: a peak this many times rarer than the threshold's")
+    max_incident_s: float | None = Field(None, gt=0, description="Ignored (kept so old configs load): level_shift_s bounds incidents")
 
 
 class ChannelSettings(_Section):
@@ -217,6 +228,8 @@ class AlertingSettings(_Section):
     detector: DetectorSettings = DetectorSettings()
     series: list[SeriesSettings] = Field(default_factory=lambda: [SeriesSettings(), SeriesSettings(split_by=["topic"])])
     samples: int = Field(3, ge=0, le=20, description="Sample mentions per alert")
+    sentiment_shift: bool = Field(True, description="Also watch each brand's negative share at flat volume (own alert kind)")
+    sentiment_shift_threshold: float = Field(8.0, gt=0, description="CUSUM decision level; higher: fewer, later alerts")
     channels: list[ChannelSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list, description="Empty: every alert to every channel")
 

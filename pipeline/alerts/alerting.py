@@ -2,13 +2,16 @@
 
 One Faust app (``stimmung alerting``, consumer group ``<app_id>-alerting``):
 
-    enriched topic --fan_out--> counts topic, keyed by series (one series lives in one partition)
+    enriched topic --fan_out--> counts topic, keyed by series (one series lives in one partition):
+                                the count series of ``alerting.series`` and, per brand, the series
+                                of all its mentions the sentiment-shift detector reads
     counts topic ----count----> table ``alert-series``: per series its open windows (the ids of
-                                the mentions seen: counting twice after a replay is impossible),
-                                the last closed windows and the detector state
+                                the mentions seen: counting twice after a replay is impossible;
+                                hashes of authors' pseudonyms and of normalised texts; terms),
+                                the last closed windows and the detector state (pipeline/alerts/series.py)
     tick task ----------------> a tick into every partition of the counts topic: windows that ended
                                 more than ``lateness_s`` before the watermark are closed, judged
-                                (pipeline/alerts/spikes.py, empty windows included) and alert events sent
+                                (pipeline/alerts/spikes.py or sentiment_shift.py, empty windows included) and alert events sent
     alerts topic --deliver----> Elasticsearch alerts index (id = event id) and the routed channels
 
 Windows are in event time (the mention's creation). The watermark (pipeline/alerts/watermark.py) is the
@@ -27,165 +30,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import timedelta
 
 import faust
 from elasticsearch import ApiError, TransportError
 from pydantic import ValidationError
 
-from stimmung.config import AlertingSettings, DetectorSettings, SeriesSettings, Settings
+from stimmung.config import DetectorSettings, Settings
 from stimmung.health import HEALTH, beat_forever
 from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.kafka import faust_credentials
-from stimmung.metrics import ALERT_WINDOWS_CLOSED, ALERTS, LATE_MENTIONS
-from stimmung.pipeline.alerts.spikes import HISTORY, DetectorConfig, SpikeDetector, Verdict
+from stimmung.metrics import LATE_MENTIONS
+from stimmung.pipeline.alerts.sentiment_shift import SentimentShiftDetector
+from stimmung.pipeline.alerts.series import (SHIFT, SeriesBook, _item, detector_config, series_of, shift_config,
+                                             shift_series_of)
+from stimmung.pipeline.alerts.spikes import SpikeDetector
 from stimmung.pipeline.alerts.watermark import CatchUpProbe, FanOutProgress, HeldWindows, pick_watermark
 from stimmung.retry import Backoff
-from stimmung.schemas.alert import Alert, AlertSample
+from stimmung.schemas.alert import Alert
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import EnrichedMention
 
 log = logging.getLogger(__name__)
 TICK_KEY = b"__tick__"
-MAX_CATCH_UP_WINDOWS = 7 * 288  # a series idle for longer restarts its window clock
-
-
-# --- series -------------------------------------------------------------------------------------
-
-def series_of(mention: EnrichedMention, families: list[SeriesSettings]) -> list[tuple[str, dict[str, str]]]:
-    """The count series a mention belongs to: (key, labels), e.g.
-    ('brand=Nordbahn|topic=delivery|sentiment=negative', {...})."""
-    sentiment = mention.sentiment.label if mention.sentiment else None
-    topics = [t.label for t in mention.topics]
-    out: dict[str, dict[str, str]] = {}
-    for brand in sorted({b.brand for b in mention.brands}):
-        for family in families:
-            if family.sentiment and sentiment != family.sentiment:
-                continue
-            if family.topic and family.topic not in topics:
-                continue
-            splits: list[dict[str, str]] = [{}]
-            if "topic" in family.split_by:
-                splits = [{**s, "topic": t} for s in splits for t in topics]
-            if "platform" in family.split_by:
-                splits = [{**s, "platform": mention.platform} for s in splits]
-            for split in splits:
-                labels = {"brand": brand, **({"topic": family.topic} if family.topic else {}), **split}
-                if family.sentiment:
-                    labels["sentiment"] = family.sentiment
-                key = "|".join(f"{k}={labels[k]}" for k in ("brand", "topic", "platform", "sentiment") if k in labels)
-                out[key] = labels
-    return list(out.items())
-
-
-def detector_config(a: AlertingSettings) -> DetectorConfig:
-    explicit = {k: v for k, v in a.detector.model_dump().items() if v is not None}
-    return DetectorConfig.preset(a.sensitivity, window_s=a.window_s, **explicit)
-
-
-def _sample(mention: EnrichedMention) -> dict[str, Any]:
-    e = mention.engagement
-    return {"mention_id": mention.mention_id, "excerpt": mention.text[:280], "platform": mention.platform,
-            "url": mention.url, "score": e.likes + 2 * e.shares + e.replies}
-
-
-def _top(samples: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    unique = {s["mention_id"]: s for s in samples}
-    return sorted(unique.values(), key=lambda s: (-s["score"], s["mention_id"]))[:n]
-
-
-# --- one series' windows ------------------------------------------------------------------------
-
-class SeriesBook:
-    """Pure state handling of one series (a JSON dict kept in the Faust table)."""
-
-    def __init__(self, settings: Settings, detector: SpikeDetector):
-        self.settings = settings
-        self.window_s = settings.alerting.window_s
-        self.detector = detector
-
-    def new(self, partition: int, labels: dict[str, str], first_window: float) -> dict[str, Any]:
-        return {"partition": partition, "labels": labels, "closed_until": first_window, "open": {}, "closed": [],
-                "det": SpikeDetector.new_state()}
-
-    def window_of(self, created: float) -> float:
-        return math.floor(created / self.window_s) * self.window_s
-
-    def add(self, state: dict[str, Any], item: dict[str, Any]) -> bool:
-        """Count one mention; False when its window is already closed (late)."""
-        ws = self.window_of(item["t"])
-        if ws < state["closed_until"]:
-            return False
-        w = state["open"].setdefault(str(int(ws)), {"ids": [], "sent": {}, "plat": {}, "samples": []})
-        if item["id"] in w["ids"]:
-            return True  # a replayed message: already counted
-        w["ids"].append(item["id"])
-        if item.get("sent"):
-            w["sent"][item["sent"]] = w["sent"].get(item["sent"], 0) + 1
-        w["plat"][item["plat"]] = w["plat"].get(item["plat"], 0) + 1
-        w["samples"] = _top(w["samples"] + [item["sample"]], self.settings.alerting.samples)
-        return True
-
-    def close(self, key: str, state: dict[str, Any], watermark: float) -> list[Alert]:
-        """Close every window that ended at least ``lateness_s`` before ``watermark``."""
-        alerts: list[Alert] = []
-        lateness = self.settings.alerting.lateness_s
-        if (watermark - lateness - state["closed_until"]) / self.window_s > MAX_CATCH_UP_WINDOWS:
-            state["closed_until"] = self.window_of(watermark - lateness) - MAX_CATCH_UP_WINDOWS * self.window_s
-        while state["closed_until"] + self.window_s + lateness <= watermark:
-            ws = state["closed_until"]
-            w = state["open"].pop(str(int(ws)), {"ids": [], "sent": {}, "plat": {}, "samples": []})
-            state["closed"] = (state["closed"] + [{"ws": ws, "n": len(w["ids"]), "sent": w["sent"], "plat": w["plat"],
-                                                   "samples": w["samples"]}])[-HISTORY:]
-            verdict = self.detector.observe(state["det"], ws, len(w["ids"]), key)
-            ALERT_WINDOWS_CLOSED.inc()
-            if verdict.event:
-                alerts.append(self.alert(key, state, ws, verdict))
-            state["closed_until"] = ws + self.window_s
-        return alerts
-
-    def alert(self, key: str, state: dict[str, Any], ws: float, v: Verdict) -> Alert:
-        labels = state["labels"]
-        span = [w for w in state["closed"] if w["ws"] > ws - v.scale * self.window_s]
-        sentiment_mix: dict[str, int] = {}
-        platform_mix: dict[str, int] = {}
-        for w in span:
-            for k, n in w["sent"].items():
-                sentiment_mix[k] = sentiment_mix.get(k, 0) + n
-            for k, n in w["plat"].items():
-                platform_mix[k] = platform_mix.get(k, 0) + n
-        start = datetime.fromtimestamp(ws - (v.scale - 1) * self.window_s, timezone.utc)
-        end = datetime.fromtimestamp(ws + self.window_s, timezone.utc)
-        severity = v.severity or "warning"
-        event = v.event or "updated"
-        alert = Alert(
-            alert_id=v.incident_id or f"{key}@{int(ws)}", event_id=f"{v.incident_id}:{event}:{int(ws)}", event=event,
-            status="resolved" if event == "resolved" else "firing", severity=severity, series=key,
-            brand=labels["brand"], topic=labels.get("topic"), sentiment=labels.get("sentiment"),
-            window_start=start, window_end=end,
-            incident_started=datetime.fromtimestamp(v.incident_started, timezone.utc) if v.incident_started else None,
-            observed=int(v.observed), expected=round(v.expected, 3), p_value=min(1.0, max(0.0, v.p_value)),
-            sentiment_mix=sentiment_mix, platform_mix=platform_mix,
-            samples=[AlertSample(**{k: s[k] for k in ("mention_id", "excerpt", "platform", "url")})
-                     for s in _top([s for w in span for s in w["samples"]], self.settings.alerting.samples)],
-            kibana_url=self.discover_link(labels, start, end),
-        )
-        ALERTS.labels(event=event, severity=severity).inc()
-        return alert
-
-    def discover_link(self, labels: dict[str, str], start: datetime, end: datetime) -> str | None:
-        if not self.settings.kibana.url:
-            return None
-        from stimmung.pipeline.elastic.search import SearchRequest, discover_url
-
-        request = SearchRequest(brand=[labels["brand"]], topic=[labels["topic"]] if "topic" in labels else [],
-                                sentiment=[labels["sentiment"]] if "sentiment" in labels else [],
-                                platform=[labels["platform"]] if "platform" in labels else [],
-                                since=start.isoformat(), until=end.isoformat())
-        return discover_url(self.settings.kibana.url, request)
 
 
 # --- the Faust app ------------------------------------------------------------------------------
@@ -227,7 +95,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
     deadletter = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
     series_table = app.Table("alert-series", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes)
     delivered = app.Table("alert-delivered", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes)
-    book = SeriesBook(settings, SpikeDetector(detector_config(a)))
+    book = SeriesBook(settings, SpikeDetector(detector_config(a)), SentimentShiftDetector(shift_config(a)))
     # What the fan-out has handed on; ticks read it (and ask Kafka) to pick their watermark.
     progress = FanOutProgress(idle_s=max(5.0, 3 * a.tick_s))
     probe = CatchUpProbe(kafka, app_id)
@@ -240,11 +108,10 @@ def build_alerting_app(settings: Settings) -> faust.App:
             except ValidationError:
                 mention = None  # malformed: the sink dead-letters it; counting it nowhere is right
             if mention is not None:
-                created = mention.created_at.timestamp()
-                item = {"id": mention.mention_id, "t": created, "plat": mention.platform, "sample": _sample(mention),
-                        "sent": mention.sentiment.label if mention.sentiment else None}
+                item = _item(mention)
+                families = series_of(mention, a.series) + (shift_series_of(mention) if a.sentiment_shift else [])
                 sends = [await counts.send(key=key.encode(), value=json.dumps({**item, "labels": labels}).encode())
-                         for key, labels in series_of(mention, a.series)]
+                         for key, labels in families]
                 await asyncio.gather(*sends)  # acknowledged before this mention's offset may be committed
             # Only now: a tick that this progress lets close the window lands on the counts topic
             # after this mention's counts (a tick racing ahead of them made the last one "late").
@@ -268,7 +135,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
                         # acknowledged by Kafka before the state that remembers it is written
                         sent = await alerts_topic.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
                         await sent
-                        log.warning("complaint spike " + alert.event, extra={
+                        log.warning(alert.kind.replace("_", " ") + " " + alert.event, extra={
                             "series": key, "severity": alert.severity, "observed": alert.observed,
                             "expected": alert.expected, "p_value": alert.p_value})
                     series_table[raw_key] = json.dumps(state).encode()
@@ -359,4 +226,5 @@ def build_alerting_app(settings: Settings) -> faust.App:
     return app
 
 
-__all__ = ["SeriesBook", "build_alerting_app", "counts_topic_name", "detector_config", "series_of", "DetectorSettings"]
+__all__ = ["SHIFT", "SeriesBook", "_item", "build_alerting_app", "counts_topic_name", "detector_config", "series_of",
+           "shift_series_of", "DetectorSettings"]

@@ -40,6 +40,11 @@ def summary(alert: Alert) -> str:
         return f"{prefix}SLA breach: case {alert.case_id} ({alert.queue}, {alert.brand}) — {alert.detail}"
     what = f"{alert.brand}" + (f" / {alert.topic}" if alert.topic else "") + (f" ({alert.sentiment})" if alert.sentiment else "")
     minutes = int((alert.window_end - alert.window_start).total_seconds() // 60)
+    if alert.kind == "sentiment_shift":
+        if alert.event == "resolved":
+            return f"Resolved: negative share back to normal for {alert.brand}"
+        return (f"Sentiment shift for {alert.brand}: {100 * (alert.negative_share or 0):.0f}% negative in {minutes} min "
+                f"({alert.observed} mentions), usually {100 * (alert.baseline_share or 0):.0f}%")
     if alert.event == "resolved":
         return f"Resolved: complaint spike for {what}"
     verb = {"fired": "Complaint spike", "escalated": "Complaint spike growing", "updated": "Complaint spike ongoing"}[alert.event]
@@ -49,6 +54,24 @@ def summary(alert: Alert) -> str:
 
 def _mix(mix: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1])) or "–"
+
+
+def evidence_line(alert: Alert) -> str:
+    """Who and what stands behind the count: one author or one copied text shows at a glance."""
+    parts = []
+    if alert.distinct_authors is not None:
+        parts.append(f"{alert.distinct_authors} authors, {alert.distinct_texts} distinct texts")
+    if alert.expected_upper is not None:
+        parts.append(f"expected {alert.expected_lower or 0:.0f}–{alert.expected_upper:.0f}")
+    if alert.top_terms:
+        parts.append("terms: " + ", ".join(alert.top_terms))
+    return "; ".join(parts) or "–"
+
+
+def evidence_fields(alert: Alert) -> dict[str, Any]:
+    return {k: v for k, v in alert.model_dump(mode="json", include={
+        "kind", "distinct_authors", "distinct_texts", "top_terms", "expected_lower", "expected_upper", "score",
+        "threshold", "negative_share", "baseline_share"}).items() if v not in (None, [])}
 
 
 class Channel:
@@ -78,7 +101,8 @@ class AlertmanagerChannel(Channel):
     def request(self, alert: Alert) -> tuple[str, dict[str, str], bytes]:
         window = alert.window_end - alert.window_start
         ends = alert.window_end if alert.status == "resolved" else datetime.now(timezone.utc) + max(window, timedelta(minutes=5)) * 3
-        labels = {"alertname": "StimmungComplaintSpike", "brand": alert.brand, "severity": alert.severity,
+        name = "StimmungSentimentShift" if alert.kind == "sentiment_shift" else "StimmungComplaintSpike"
+        labels = {"alertname": name, "brand": alert.brand, "severity": alert.severity,
                   "incident": alert.alert_id, "series": alert.series}
         if alert.topic:
             labels["topic"] = alert.topic
@@ -86,6 +110,7 @@ class AlertmanagerChannel(Channel):
             "labels": labels,
             "annotations": {"summary": summary(alert), "observed": str(alert.observed), "expected": f"{alert.expected:.1f}",
                             "p_value": f"{alert.p_value:.2g}", "sentiment_mix": _mix(alert.sentiment_mix),
+                            "evidence": evidence_line(alert),
                             "samples": "\n".join(f"[{s.platform}] {s.excerpt} {s.url or ''}".strip() for s in alert.samples)},
             "startsAt": (alert.incident_started or alert.window_start).isoformat(),
             "endsAt": ends.isoformat(),
@@ -105,6 +130,7 @@ class SlackChannel(Channel):
                 {"type": "mrkdwn", "text": f"*Sentiment*\n{_mix(alert.sentiment_mix)}"},
                 {"type": "mrkdwn", "text": f"*Platforms*\n{_mix(alert.platform_mix)}"},
                 {"type": "mrkdwn", "text": f"*Severity*\n{alert.severity}"}]})
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Evidence*: {evidence_line(alert)}"}})
             for s in alert.samples:
                 link = f" <{s.url}|open>" if s.url else ""
                 blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{s.platform}_: {s.excerpt}{link}"}]})
@@ -124,7 +150,8 @@ class TeamsChannel(SlackChannel):
         facts = [{"title": "Window", "value": f"{alert.window_start:%Y-%m-%d %H:%M}–{alert.window_end:%H:%M} UTC"},
                  {"title": "Observed / expected", "value": f"{alert.observed} / {alert.expected:.1f}"},
                  {"title": "Sentiment", "value": _mix(alert.sentiment_mix)},
-                 {"title": "Platforms", "value": _mix(alert.platform_mix)}]
+                 {"title": "Platforms", "value": _mix(alert.platform_mix)},
+                 {"title": "Evidence", "value": evidence_line(alert)}]
         body: list[dict[str, Any]] = [
             {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True, "text": summary(alert),
              "color": "Good" if alert.event == "resolved" else ("Attention" if alert.severity == "critical" else "Warning")},
@@ -152,10 +179,10 @@ class PagerDutyChannel(Channel):
             event["payload"] = {
                 "summary": summary(alert)[:1024], "source": f"stimmung/{alert.brand}", "severity": alert.severity,
                 "timestamp": alert.window_end.isoformat(), "component": alert.brand, "group": alert.topic or "all topics",
-                "class": "complaint-spike",
+                "class": alert.kind.replace("_", "-") if alert.kind != "spike" else "complaint-spike",
                 "custom_details": {"observed": alert.observed, "expected": round(alert.expected, 2), "p_value": alert.p_value,
                                    "sentiment_mix": alert.sentiment_mix, "platform_mix": alert.platform_mix,
-                                   "samples": [s.model_dump() for s in alert.samples]}}
+                                   **evidence_fields(alert), "samples": [s.model_dump() for s in alert.samples]}}
             if alert.kibana_url:
                 event["links"] = [{"href": alert.kibana_url, "text": "Mentions in Kibana"}]
         return self.settings.url or PAGERDUTY_URL, {}, json.dumps(event).encode()

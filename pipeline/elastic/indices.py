@@ -85,6 +85,9 @@ def ensure_indices(client: Elasticsearch, settings: ElasticsearchSettings, *, st
         meta=meta,
     )
     _ensure_plain_index(client, settings.alerts_index, alerts_mapping(), settings.replicas)
+    if client.indices.exists(index=settings.alerts_index):
+        # the template shapes new indices only; alert evidence fields (added later) are additive
+        client.indices.put_mapping(index=settings.alerts_index, properties=alerts_mapping()["properties"])
     _ensure_plain_index(client, settings.consents_index, consents_mapping(), settings.replicas)
     _ensure_plain_index(client, settings.consent_audit_index, consent_audit_mapping(), settings.replicas)
     _ensure_plain_index(client, settings.cases_index, cases_mapping(), settings.replicas)
@@ -157,6 +160,9 @@ def alerts_mapping() -> dict[str, Any]:
             "series": keyword, "brand": keyword, "topic": keyword, "sentiment": keyword,
             "window_start": date_, "window_end": date_, "incident_started": date_, "observed": count,
             "expected": {"type": "double"}, "p_value": {"type": "double"},
+            "expected_lower": {"type": "double"}, "expected_upper": {"type": "double"}, "score": {"type": "double"},
+            "threshold": {"type": "double"}, "distinct_authors": count, "distinct_texts": count, "top_terms": keyword,
+            "negative_share": {"type": "double"}, "baseline_share": {"type": "double"},
             "sentiment_mix": {"properties": {"negative": count, "neutral": count, "positive": count}},
             "platform_mix": {"type": "object", "dynamic": True},  # platform -> count (a small, open set)
             "samples": {"properties": {"mention_id": keyword, "excerpt": {"type": "text"}, "platform": keyword,

@@ -142,6 +142,10 @@ def test_a_spike_reaches_a_signed_webhook_alertmanager_and_the_alerts_index(sett
     assert alert["window_start"].startswith(datetime.fromtimestamp(spike_start, timezone.utc).isoformat()[:19])
     assert alert["sentiment_mix"] == {"negative": 40} and alert["platform_mix"] == {"mastodon": 20, "bluesky": 20}
     assert len(alert["samples"]) == 3 and all(s["excerpt"].startswith("Nordbahn") and s["url"] for s in alert["samples"])
+    # the evidence: 40 mentions without author (each its own), 40 distinct texts, the expected band
+    assert alert["kind"] == "spike" and alert["distinct_authors"] == 40 and alert["distinct_texts"] == 40
+    assert alert["expected_lower"] <= alert["expected"] < alert["expected_upper"] < 40
+    assert {"nordbahn", "zug", "fällt"} <= set(alert["top_terms"]) and "wieder" not in alert["top_terms"]
     assert alert["kibana_url"].startswith("http://kibana.example:5601/app/discover#/") and "Nordbahn" in alert["kibana_url"]
     _, headers, body = next(r for r in hook.received if r[0] == "/alerts" and json.loads(r[2])["event"] == "fired")
     expected_sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -159,6 +163,7 @@ def test_a_spike_reaches_a_signed_webhook_alertmanager_and_the_alerts_index(sett
     doc = wait_for(lambda: es.options(ignore_status=404).get(index=settings.elasticsearch.alerts_index, id=alert["event_id"]).get("_source"),
                    timeout=60, message="alert indexed")
     assert doc["observed"] == 40 and doc["event"] == "fired" and doc["@timestamp"] == doc["window_end"]
+    assert doc["distinct_authors"] == 40 and doc["top_terms"], "the evidence is in the strict alerts mapping"
 
     # the spike is over: the incident resolves (after the 15-minute sum is calm), at the webhook too
     metrics = scrape(port)
