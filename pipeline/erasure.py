@@ -89,7 +89,7 @@ def footprint(client: Elasticsearch, settings: ElasticsearchSettings, pseudonym:
         client.indices.refresh(index=index, ignore_unavailable=True)
         return int(client.count(index=index, query={"term": {field: pseudonym}}, ignore_unavailable=True)["count"])
 
-    consent = client.options(ignore_status=404).get(index=settings.consents_index, id=pseudonym, _source=False)
+    consent = client.options(ignore_status=404).get(index=settings.consents_index, id=pseudonym, source=False)
     return AuthorFootprint(pseudonym, platform, count(settings.mentions_index, AUTHOR_FIELD),
                            count(settings.cases_index, CASE_AUTHOR_FIELD), bool(consent.get("found")))
 

@@ -24,7 +24,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Callable, Iterable, NoReturn, Union
 from urllib.parse import urlsplit
 
 from lark import Lark, Token, Transformer, v_args
@@ -132,8 +132,8 @@ class _Build(Transformer):
         super().__init__()
         self.query = query
 
-    def _fail(self, message: str, token: Token | None) -> None:
-        raise BrandQueryError(message, self.query, token.start_pos if token is not None else 0)
+    def _fail(self, message: str, token: Token | None) -> NoReturn:
+        raise BrandQueryError(message, self.query, (token.start_pos or 0) if token is not None else 0)
 
     def _term(self, token: Token, text: str, phrase: bool) -> Term:
         prefix = text.endswith("*")
@@ -183,7 +183,7 @@ class _Build(Transformer):
                 self._fail("lang: takes a language code such as de or en", value)
             return Field(key, code)
         if key == "site":
-            host = (urlsplit(raw).hostname if "//" in raw else raw.split("/")[0]).lower().removeprefix("www.")
+            host = ((urlsplit(raw).hostname or "") if "//" in raw else raw.split("/")[0]).lower().removeprefix("www.")
             if not re.fullmatch(r"[\w-]+(\.[\w-]+)+", host or ""):
                 self._fail("site: takes a domain such as reddit.com", value)
             return Field(key, host)
@@ -201,12 +201,12 @@ class _Build(Transformer):
             self._fail("chain NEAR/n with parentheses and AND instead (a NEAR/2 b AND b NEAR/2 c)", items[3])
         left, op, right = items
         distance = int(str(op).split("/")[1])
-        operands = [_near_operand(left), _near_operand(right)]
-        if None in operands:
+        first, second = _near_operand(left), _near_operand(right)
+        if first is None or second is None:
             self._fail("NEAR/n joins words, phrases or OR-groups of them (not fields, NOT or AND)", op)
         if distance > MAX_NEAR:
             self._fail(f"NEAR/n allows at most {MAX_NEAR} words", op)
-        return Near(operands[0], operands[1], distance)
+        return Near(first, second, distance)
 
     def and_(self, items: list[Node]) -> And:
         return And(tuple(_flatten(items, And)))
@@ -266,9 +266,10 @@ def parse_tree(query: str) -> Node:
             raise err.orig_exc from None
         raise
     except UnexpectedCharacters as err:
-        char = query[err.pos_in_stream]
+        position = err.pos_in_stream or 0
+        char = query[position]
         message = "unclosed quote" if char == '"' else f"unexpected {char!r}"
-        raise BrandQueryError(message, query, err.pos_in_stream) from None
+        raise BrandQueryError(message, query, position) from None
     except UnexpectedEOF:
         raise BrandQueryError("the query ends too early", query, len(query)) from None
     except UnexpectedToken as err:
@@ -384,7 +385,7 @@ TEXT_FIELD = "text.folded"
 
 
 def _span(term: Term) -> dict[str, Any]:
-    clauses = []
+    clauses: list[dict[str, Any]] = []
     for i, tok in enumerate(term.tokens):
         if term.prefix and i == len(term.tokens) - 1:
             clauses.append({"span_multi": {"match": {"prefix": {TEXT_FIELD: {"value": tok}}}}})

@@ -273,7 +273,7 @@ def import_objects(settings: KibanaSettings, objects: list[dict[str, Any]], over
     try:
         with httpx.Client(verify=str(settings.ca_certs) if settings.ca_certs else True, timeout=timeout_s) as http:
             resp = http.post(f"{base}/api/saved_objects/_import", params={"overwrite": str(overwrite).lower()},
-                             headers=headers, files=files, auth=auth)
+                             headers=headers, files=files, auth=auth or httpx.USE_CLIENT_DEFAULT)
     except httpx.HTTPError as err:
         raise KibanaError(f"cannot reach Kibana at {settings.url}: {err}") from None
     if resp.status_code in (401, 403):

@@ -212,6 +212,7 @@ def ticket_mirror(settings: Settings) -> Callable[[Case, str], None] | None:
     hook = settings.crm.ticket_webhook
     if not hook.url:
         return None
+    url: str = hook.url
     secret = read_secret(hook.secret, hook.secret_file, "crm.ticket_webhook.secret")
 
     def send(case: Case, event: str) -> None:
@@ -222,7 +223,7 @@ def ticket_mirror(settings: Settings) -> Callable[[Case, str], None] | None:
             headers["X-Stimmung-Signature"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         for attempt in range(3):
             try:
-                resp = httpx.post(hook.url, content=body, headers=headers, timeout=10)
+                resp = httpx.post(url, content=body, headers=headers, timeout=10)
                 if resp.status_code < 500:
                     return
             except httpx.HTTPError:

@@ -69,7 +69,7 @@ def backtest(client: Elasticsearch, index: str, query: str, since: str, brand: s
     newest = [{"@timestamp": "desc"}]
 
     def run(must: list[dict[str, Any]], must_not: list[dict[str, Any]], aggs: dict[str, Any] | None = None) -> Any:
-        return client.search(index=index, ignore_unavailable=True, size=samples, sort=newest, _source=source,
+        return client.search(index=index, ignore_unavailable=True, size=samples, sort=newest, source_includes=source,
                              track_total_hits=True, aggs=aggs,
                              query={"bool": {"filter": [in_range, *must], "must_not": must_not}})
 
@@ -140,7 +140,7 @@ def retag(client: Elasticsearch, index: str, brands: Sequence[tuple[str, Sequenc
     try:
         while True:
             kwargs: dict[str, Any] = dict(query=query([]), size=page_size, seq_no_primary_term=True,
-                                          sort=[{"@timestamp": "asc"}, {"mention_id": "asc"}], _source=RETAG_FIELDS,
+                                          sort=[{"@timestamp": "asc"}, {"mention_id": "asc"}], source_includes=RETAG_FIELDS,
                                           track_total_hits=total is None)
             if after:
                 kwargs["search_after"] = after
@@ -154,7 +154,7 @@ def retag(client: Elasticsearch, index: str, brands: Sequence[tuple[str, Sequenc
                 break
             _update(client, hits, names, order, report, lambda ids: client.search(
                 index=index, query=query([{"ids": {"values": ids}}]), size=len(ids), seq_no_primary_term=True,
-                _source=RETAG_FIELDS)["hits"]["hits"], max_attempts)
+                source_includes=RETAG_FIELDS)["hits"]["hits"], max_attempts)
             report.scanned += len(hits)
             if progress:
                 progress(report.scanned, total)
@@ -171,7 +171,8 @@ def retag(client: Elasticsearch, index: str, brands: Sequence[tuple[str, Sequenc
 def _update(client: Elasticsearch, hits: list[dict[str, Any]], names: dict[str, tuple[str, str]], order: list[str],
             report: RetagReport, reread: Callable[[list[str]], list[dict[str, Any]]], max_attempts: int) -> None:
     for attempt in range(max_attempts):
-        actions, changes = [], {}
+        actions: list[dict[str, Any]] = []
+        changes: dict[str, tuple[set[str], set[str]]] = {}
         for hit in hits:
             wanted = _wanted(hit, names, order)
             before = sorted({b["brand"] for b in hit["_source"].get("brands") or []})
@@ -189,10 +190,10 @@ def _update(client: Elasticsearch, hits: list[dict[str, Any]], names: dict[str, 
                                                refresh=False):
             info = item["update"]
             if ok:
-                before, after = changes[info["_id"]]
+                had, has = changes[info["_id"]]
                 report.updated += 1
-                report.added.update(after - before)
-                report.removed.update(before - after)
+                report.added.update(has - had)
+                report.removed.update(had - has)
             elif info.get("status") == 409:
                 conflicted.append(info["_id"])
             elif info.get("status") == 404:

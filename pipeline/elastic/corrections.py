@@ -63,7 +63,7 @@ class Change:
 
 def find_mention(client: Elasticsearch, mentions_index: str, mention_id: str) -> dict[str, Any]:
     hits = client.search(index=mentions_index, ignore_unavailable=True, size=1, query={"ids": {"values": [mention_id]}},
-                         _source=["mention_id", "created_at", "language", "platform", "brand_names", "sentiment.label",
+                         source_includes=["mention_id", "created_at", "language", "platform", "brand_names", "sentiment.label",
                                   "topic_labels", "author.pseudonym"])["hits"]["hits"]
     if not hits:
         raise CorrectionError(f"no indexed mention {mention_id!r} (the id is the mention_id `stimmung search --json` shows)")
@@ -184,7 +184,7 @@ def export_examples(client: Elasticsearch, settings: ElasticsearchSettings, out:
         ids = list(grouped)
         hits = client.search(index=settings.mentions_index, ignore_unavailable=True, size=len(ids),
                              query={"ids": {"values": ids}},
-                             _source=["mention_id", "text", "language", "topic_labels"])["hits"]["hits"]
+                             source_includes=["mention_id", "text", "language", "topic_labels"])["hits"]["hits"]
         found = {h["_id"]: h["_source"] for h in hits}
         for mention_id, corrections in grouped.items():
             if mention_id not in found:

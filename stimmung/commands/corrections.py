@@ -46,7 +46,7 @@ def correct(obj: Context, mention_id: str, sentiment: str | None, topics: tuple[
     both = set(topics) & set(not_topics)
     if both:
         fail(f"--topic and --not-topic (or --complaint) contradict each other for {', '.join(sorted(both))}")
-    changes = [Change("sentiment", sentiment)] * bool(sentiment)
+    changes = [Change("sentiment", sentiment)] if sentiment else []
     changes += [Change("topic", "true", t) for t in dict.fromkeys(topics)]
     changes += [Change("topic", "false", t) for t in dict.fromkeys(not_topics)]
     if relevant:

@@ -43,7 +43,7 @@ def read_topic(settings, topic: str, expected: int, timeout_s: float = 60.0) -> 
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
     consumer.assign(partitions)
     consumer.seek_to_beginning()
-    values = []
+    values: list[bytes] = []
     deadline = datetime.now().timestamp() + timeout_s
     while len(values) < expected and datetime.now().timestamp() < deadline:
         for records in consumer.poll(timeout_ms=1000).values():

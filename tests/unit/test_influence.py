@@ -13,6 +13,7 @@ def score_after(posts: list[tuple[int | None, int]], platform: str = "mastodon")
     state = None
     for followers, engagement in posts:
         state = update_author(state, followers, engagement, SETTINGS)
+    assert state is not None
     return influence_score(platform, state["followers"], state["engagement"], SETTINGS)
 
 
