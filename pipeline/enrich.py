@@ -110,7 +110,8 @@ class MentionEnrichment:
             brands = ann.brands
             if self.brands:
                 # Brand queries see the handle (author:) here, before it is pseudonymised.
-                target = Target.of(raw.text, ann.language, raw.url, raw.author.handle if raw.author else None)
+                target = Target.of(raw.text, ann.language, raw.url, raw.author.handle if raw.author else None,
+                                   raw.platform, raw.author.display_handle if raw.author else None)
                 brands = [BrandMatch(brand=name, query=query) for name, query in self.brands.tag(target)]
             base = raw.model_dump(exclude={"author", "raw", "mention_id"})
             held_url = None
