@@ -133,6 +133,21 @@ def author_key(platform: str, handle: str) -> str:
     return key if key else legacy_key(text)
 
 
+def key_hint(platform: str, handle: str) -> str | None:
+    """A warning when what an operator typed cannot be the key the connectors store (or None)."""
+    platform, key = platform.strip().lower(), author_key(platform, handle)
+    if platform in ("x", "twitter") and not key.isdigit():
+        return ("x authors are keyed by their numeric user id (the username is display only): "
+                f"{key!r} finds only data stored under that username (imports, data not yet migrated)")
+    if platform == "bluesky" and not key.startswith("did:"):
+        return ("bluesky authors are keyed by DID (did:plc:...): the handle "
+                f"{key!r} finds only data imported under it; resolve it to the DID first "
+                "(com.atproto.identity.resolveHandle)")
+    if platform == "mastodon" and "@" not in key:
+        return f"mastodon authors are keyed user@host: {key!r} without its instance finds only data imported that way"
+    return None
+
+
 def mastodon_account(acct: str, instance: str) -> str:
     """The key of a status's account as ``instance`` reported it: local accounts come without
     their domain (``Gargron``), remote ones with it (``Gargron@mastodon.social``)."""

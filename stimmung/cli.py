@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from stimmung.commands import cases, consent, demo, inbox, kibana, models, roles, schemas, search, setup, sources, stack
+from stimmung.commands import cases, consent, demo, identity, inbox, kibana, models, roles, schemas, search, setup, sources, stack
 from stimmung.commands.common import Context, fail
 from stimmung.config import ConfigError
 
@@ -71,6 +71,7 @@ for command in (
     sources.import_file, sources.connect, sources.webhook,
     roles.privacy_worker, roles.worker, roles.alerting, roles.sink,
     consent.consent, cases.cases, inbox.inbox, search.search_cmd, search.erase_cmd, search.migrate_indices,
+    identity.migrate_authors,
     kibana.kibana, demo.demo,
 ):
     main.add_command(command)
