@@ -35,7 +35,7 @@ from kafka import KafkaConsumer, TopicPartition
 from stimmung.config import KafkaSettings, Settings
 from stimmung.kafka import client_config, confirm_sent, make_producer
 from stimmung.pipeline.crm.consent import ConsentService, update_by_query
-from stimmung.pipeline.erasure import CASE_AUTHOR_FIELD, AUTHOR_FIELD, delete_mentions_of
+from stimmung.pipeline.erasure import AUTHOR_FIELD, CASE_AUTHOR_FIELD, delete_mentions_of
 from stimmung.pipeline.influence import PRIOR_MENTIONS
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
 from stimmung.schemas.consent import ConsentAudit, ConsentRecord
@@ -172,7 +172,8 @@ def plan_moves(pseudonymizer: Pseudonymizer, aliases: Iterable[Alias]) -> Plan:
 def merge_influence(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
     """One author's influence state from two: mention counts add, average engagement weighted by them."""
     if not old or not new:
-        return dict(new or old) if (new or old) else None
+        either = new or old
+        return dict(either) if either else None
     n_old, n_new = int(old.get("n", 0)), int(new.get("n", 0))
     n = n_old + n_new
     ewma_old = float(old.get("ewma", old.get("engagement", 0.0)))
@@ -318,8 +319,11 @@ class AuthorMigration:
                 total += int(self.client.count(index=index, query=query, ignore_unavailable=True)["count"])
                 continue
             mapping = {old: moves[old][0] for old in chunk}
-            total += update_by_query(self.client, index, query, script, lambda source: transform(source, mapping),
-                                     {"moves": mapping})
+
+            def apply(source: dict, mapping: dict[str, str] = mapping) -> None:
+                transform(source, mapping)
+
+            total += update_by_query(self.client, index, query, script, apply, {"moves": mapping})
         return total
 
     # -- influence -----------------------------------------------------------------------------

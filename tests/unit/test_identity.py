@@ -12,6 +12,7 @@ from stimmung.connectors.webhook.mapping import from_meta
 from stimmung.connectors.x.source import to_mention as x_mention
 from stimmung.pipeline.identity import Alias, aliases_from_file, aliases_from_raw, merge_influence, plan_moves
 from stimmung.schemas.identity import author_key, key_hint, legacy_key
+from stimmung.schemas.mention import RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer
 
 KEY = "k" * 32
@@ -144,3 +145,17 @@ def test_influence_states_merge_by_mention_count():
     assert merged["engagement"] == pytest.approx(4.0 * 4 / 6)
     assert merge_influence(None, {"n": 1, "engagement": 1.0}) == {"n": 1, "engagement": 1.0}
 
+
+
+def test_enrichment_pseudonymises_the_key_and_holds_back_an_address_naming_the_display_handle():
+    from stimmung.models import Enricher
+    from stimmung.models.language import LanguageAnnotator
+    from stimmung.pipeline.enrich import InMessage, MentionEnrichment
+
+    processing = MentionEnrichment(Enricher([LanguageAnnotator()]), P)
+    imported = RawMention(platform="x", native_id="5", text="Nordbahn ist wieder zu spät dran heute.",
+                          url="https://x.com/XDevs/status/5", created_at="2026-11-20T10:00:00Z",
+                          author={"handle": "2244994945", "display_handle": "XDevs"})
+    (m,), _ = processing.process([InMessage("raw", 0, 0, b"k", imported.model_dump_json().encode())])
+    assert m.author.pseudonym == P.pseudonym("x", "2244994945") == P.pseudonym("x", x_mention(_x_post("XDevs")).author.handle)
+    assert m.url is None and m._held_url == "https://x.com/XDevs/status/5", "the address names the author's username"
