@@ -110,11 +110,13 @@ class MentionEnrichment:
             brands = ann.brands
             if self.brands:
                 # Brand queries see the handle (author:) here, before it is pseudonymised.
-                target = Target.of(raw.text, ann.language, raw.url, raw.author.handle if raw.author else None)
+                target = Target.of(raw.text, ann.language, raw.url, raw.author.handle if raw.author else None,
+                                   raw.platform, raw.author.display_handle if raw.author else None)
                 brands = [BrandMatch(brand=name, query=query) for name, query in self.brands.tag(target)]
             base = raw.model_dump(exclude={"author", "raw", "mention_id"})
             held_url = None
-            if raw.author is not None and url_names_author(raw.url, raw.author.handle):
+            if raw.author is not None and any(url_names_author(raw.url, name) for name in
+                                              (raw.author.handle, raw.author.display_handle) if name):
                 # e.g. https://mastodon.social/@anna/1234: the address would leak the handle.
                 # Held back; the app restores it only while the author's consent allows linking.
                 held_url, base["url"] = base["url"], None

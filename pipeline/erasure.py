@@ -125,10 +125,16 @@ def erase(client: Elasticsearch, settings: ElasticsearchSettings, pseudonyms: di
 
 def pseudonyms_of(settings: Settings, client: Elasticsearch, handle: str,
                   platforms: Sequence[str] = ()) -> dict[str, str]:
-    """pseudonym -> platform for an author's handle on ``platforms`` (default: every platform in the index)."""
+    """pseudonym -> platform for an author's handle on ``platforms`` (default: every platform in the index).
+
+    Each platform's canonical pseudonym (any spelling: ``@user@host``, a profile URL), and the one
+    the same spelling got before canonical keys, so data not yet migrated is found too."""
     pseudonymizer = pseudonymizer_from_settings(settings)
     platforms = list(platforms) or platforms_in_index(client, settings.elasticsearch.mentions_index)
-    return {pseudonymizer.pseudonym(p, handle): p for p in platforms}
+    found = {pseudonymizer.pseudonym(p, handle): p for p in platforms}
+    for p in platforms:
+        found.setdefault(pseudonymizer.legacy_pseudonym(p, handle), p)
+    return found
 
 
 def not_pseudonyms(values: Iterable[str]) -> list[str]:

@@ -39,7 +39,7 @@ class ConsentAudit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
-    action: Literal["grant", "withdraw", "erase"]
+    action: Literal["grant", "withdraw", "erase", "migrate"]
     pseudonym: str
     platform: str
     contact_id: str | None = None

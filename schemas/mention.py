@@ -37,7 +37,11 @@ class Engagement(_Strict):
 
 
 class Author(_Strict):
-    handle: str = Field(min_length=1, max_length=512)
+    handle: str = Field(min_length=1, max_length=512, description=(
+        "The author's canonical key on the platform (schemas/identity.py): what the pseudonym is made of"))
+    display_handle: str | None = Field(None, max_length=512, description=(
+        "How the author is shown where the key is not their name (X username, Bluesky handle); "
+        "raw topic only, never indexed"))
     display_name: str | None = Field(None, max_length=512)
     follower_count: int | None = Field(None, ge=0)
 

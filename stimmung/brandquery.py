@@ -8,7 +8,9 @@
 - ``"exact phrases"``; ``word*`` matches words starting with ``word`` (trailing only, 2+ letters).
 - ``a NEAR/n b``: a and b at most n words apart, in either order (a and b: words, phrases, or
   OR-groups of them such as ``(refund OR erstatt*)``).
-- ``author:handle``, ``site:example.com`` (subdomains too), ``lang:de``; other ``name:`` prefixes
+- ``author:handle`` (any spelling schemas/identity.py understands: ``@user@host``, a profile URL;
+  it matches the author's canonical key on the mention's platform, or their display handle),
+  ``site:example.com`` (subdomains too), ``lang:de``; other ``name:`` prefixes
   are errors (quote them to search the text). ``-word`` excludes like ``NOT word``.
 - A word also finds its possessive/genitive: ``Nordbahn`` finds "Nordbahns" and "Nordbahn's".
 - Case- and accent-insensitive ("Müller" = "muller", "STRASSE" = "Straße"); emoji are terms of
@@ -29,6 +31,8 @@ from urllib.parse import urlsplit
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from stimmung.schemas.identity import author_key, legacy_key
 
 _WORD_END = r"(?![^\s()\"])"
 GRAMMAR = rf"""
@@ -187,7 +191,9 @@ class _Build(Transformer):
             if not re.fullmatch(r"[\w-]+(\.[\w-]+)+", host or ""):
                 self._fail("site: takes a domain such as reddit.com", value)
             return Field(key, host)
-        handle = normalize(raw.strip().lstrip("@"))
+        # Only folded here: the platform-specific key is made per mention (author_key), since a
+        # query does not know which platform the author is on.
+        handle = legacy_key(raw)
         if not handle:
             self._fail("author: takes a handle", value)
         return Field(key, handle)
@@ -302,9 +308,12 @@ class Target:
     language: str | None = None
     site: str | None = None
     author: str | None = None
+    platform: str = ""
+    author_display: str | None = None
 
     @classmethod
-    def of(cls, text: str, language: str | None = None, url: str | None = None, author: str | None = None) -> "Target":
+    def of(cls, text: str, language: str | None = None, url: str | None = None, author: str | None = None,
+           platform: str = "", author_display: str | None = None) -> "Target":
         tokens = tokenize(text)
         positions: dict[str, list[int]] = {}
         for i, tok in enumerate(tokens):
@@ -312,7 +321,8 @@ class Target:
         host = urlsplit(url).hostname if url else None
         return cls(positions, tokens, (language or "").lower() or None,
                    host.lower().removeprefix("www.") if host else None,
-                   normalize(author.lstrip("@")) if author else None)
+                   author_key(platform, author) if author else None, platform,
+                   legacy_key(author_display) if author_display else None)
 
 
 Matcher = Callable[[Target], bool]
@@ -341,6 +351,11 @@ def _word_forms(token: str) -> tuple[str, ...]:
     return (token, token + "s") if len(token) >= 3 and token[-1].isalpha() else (token,)
 
 
+@lru_cache(maxsize=4096)
+def _author_key(platform: str, value: str) -> str:
+    return author_key(platform, value)
+
+
 def _compile(node: Node) -> Matcher:
     if isinstance(node, Term):
         if len(node.tokens) == 1 and not node.prefix:
@@ -353,7 +368,7 @@ def _compile(node: Node) -> Matcher:
             return lambda t: t.language == value
         if node.name == "site":
             return lambda t: t.site is not None and (t.site == value or t.site.endswith("." + value))
-        return lambda t: t.author == value
+        return lambda t: t.author is not None and (_author_key(t.platform, value) == t.author or value == t.author_display)
     if isinstance(node, Not):
         inner = _compile(node.child)
         return lambda t: not inner(t)

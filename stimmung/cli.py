@@ -16,6 +16,7 @@ from stimmung.commands import (
     corrections,
     deadletter,
     demo,
+    identity,
     inbox,
     kibana,
     models,
@@ -90,6 +91,7 @@ for command in (
     deadletter.deadletter,
     brands.brands,
     corrections.correct, corrections.corrections,
+    identity.migrate_authors,
     kibana.kibana, demo.demo,
 ):
     main.add_command(command)

@@ -527,6 +527,7 @@ class ImportSettings(_Section):
             "text": "text",
             "created_at": "created_at",
             "url": "url",
+            "author_id": "author_id",
             "author_handle": "author",
             "author_display_name": "author_name",
             "author_follower_count": "followers",

@@ -20,6 +20,7 @@ from stimmung.connectors.base import Fetched, PrivacySignal, Rejected, Source
 from stimmung.connectors.bluesky.client import POST, CursorTooOld, Event, JetstreamClient, StreamError
 from stimmung.metrics import CONNECTOR_ERRORS, CONNECTOR_UP
 from stimmung.retry import Backoff
+from stimmung.schemas.identity import author_key
 from stimmung.schemas.mention import RawMention
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def to_mention(event: Event) -> RawMention:
     return RawMention(
         platform="bluesky", native_id=f"at://{event.did}/{event.collection or POST}/{event.rkey}", text=text[:20_000],
         url=f"https://bsky.app/profile/{event.did}/post/{event.rkey}", created_at=when,
-        language_hint=langs[0] if langs and isinstance(langs[0], str) else None, author={"handle": event.did},
+        language_hint=langs[0] if langs and isinstance(langs[0], str) else None,
+        author={"handle": author_key("bluesky", event.did)},  # the DID: canonical (schemas/identity.py)
         reply_to_id=(reply.get("parent") or {}).get("uri"), thread_id=(reply.get("root") or {}).get("uri"),
     )
 

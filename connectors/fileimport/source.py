@@ -18,7 +18,7 @@ from stimmung.schemas.mention import Author, Engagement, RawMention
 # RawMention fields a column can feed (flat names; the source assembles the nested models).
 MAPPABLE_FIELDS = frozenset({
     "native_id", "text", "created_at", "url", "platform", "language_hint", "reply_to_id", "thread_id",
-    "author_handle", "author_display_name", "author_follower_count",
+    "author_id", "author_handle", "author_display_name", "author_follower_count",
     "likes", "shares", "replies", "views",
 })
 
@@ -83,11 +83,12 @@ def row_to_mention(record: dict[str, Any], columns: dict[str, str], default_plat
     for required in ("native_id", "text", "created_at"):
         if _blank(get.get(required)):
             raise RowError(f"missing {required} (column {columns[required]!r})")
-    handle = _text(get.get("author_handle"))
+    handle, author_id = _text(get.get("author_handle")), _text(get.get("author_id"))
     author = None
-    if handle:
+    if handle or author_id:
+        # author_id (a stable account id: X user id, Bluesky DID) is the key when present; the handle is display.
         author = Author(
-            handle=handle,
+            handle=author_id or handle, display_handle=handle if author_id else None,
             display_name=_text(get.get("author_display_name")),
             follower_count=_count(get.get("author_follower_count"), "author_follower_count"),
         )

@@ -29,6 +29,7 @@ from stimmung.connectors.mastodon.client import MastodonClient, MastodonStream, 
 from stimmung.connectors.text import html_to_text
 from stimmung.metrics import CONNECTOR_ERRORS, CONNECTOR_RATE_LIMIT_WAIT, CONNECTOR_UP
 from stimmung.retry import Backoff
+from stimmung.schemas.identity import mastodon_account
 from stimmung.schemas.mention import RawMention
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ def to_mention(status: dict[str, Any], instance: str) -> RawMention:
     if not status.get("uri") or not status.get("created_at") or not text:
         raise ValueError("status lacks uri, created_at or content")
     acct = account.get("acct") or account.get("username")
-    if acct and "@" not in acct:  # local accounts are given without their domain
-        acct = f"{acct}@{instance}"
+    if acct:  # user@host whichever instance reported it (local accounts come without their domain)
+        acct = mastodon_account(str(acct), instance)
     return RawMention(
         platform="mastodon", native_id=str(status["uri"])[:512], text=text[:20_000],
         url=status.get("url") or status.get("uri"), language_hint=status.get("language"),

@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator
 from stimmung.connectors.base import Fetched, Rejected, Source
 from stimmung.connectors.http import PoliteClient
 from stimmung.connectors.reddit.client import RedditClient
+from stimmung.schemas.identity import author_key
 from stimmung.schemas.mention import RawMention
 
 
@@ -33,7 +34,7 @@ def to_mention(item: dict[str, Any]) -> RawMention:
         platform="reddit", native_id=name, text=text[:20_000],
         url=f"https://www.reddit.com{item['permalink']}" if item.get("permalink") else None,
         created_at=datetime.fromtimestamp(created, timezone.utc),
-        author={"handle": author} if author and author != "[deleted]" else None,
+        author={"handle": author_key("reddit", author)} if author and author != "[deleted]" else None,
         engagement={"likes": max(0, int(item.get("score") or 0)), "replies": int(item.get("num_comments") or 0)},
         reply_to_id=item.get("parent_id"), thread_id=item.get("link_id") or (name if name.startswith("t3_") else None),
         raw={"subreddit": item.get("subreddit")},

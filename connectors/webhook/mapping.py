@@ -33,13 +33,15 @@ def from_meta(payload: dict[str, Any]) -> Iterator[RawMention | tuple[str, Any]]
                 yield ("change without text or id", change)
                 continue
             sender = value.get("from") or {}
-            handle = sender.get("username") or sender.get("id")
+            # The sender's id is the key (Instagram usernames can be renamed); the username is display only.
+            handle = sender.get("id") or sender.get("username")
             try:
                 yield RawMention(platform=platform, native_id=str(native), text=str(text),
                                  created_at=_when(value.get("created_time") or entry.get("time")),
                                  reply_to_id=str(value["parent_id"]) if value.get("parent_id") else None,
                                  thread_id=str(value["post_id"]) if value.get("post_id") else None,
-                                 author={"handle": str(handle), "display_name": sender.get("name")} if handle else None,
+                                 author={"handle": str(handle), "display_handle": sender.get("username"),
+                                         "display_name": sender.get("name")} if handle else None,
                                  raw={"field": change.get("field"), "page": entry.get("id")})
             except (ValidationError, ValueError) as err:
                 yield (f"invalid change: {err}", change)

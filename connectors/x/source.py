@@ -39,7 +39,8 @@ def to_mention(obj: dict[str, Any]) -> RawMention:
         raise ValueError("post has no text")
     users = {u.get("id"): u for u in (obj.get("includes") or {}).get("users") or [] if isinstance(u, dict)}
     user = users.get(data.get("author_id")) or {}
-    handle = user.get("username") or data.get("author_id")
+    # The numeric user id is the author's key (usernames can be renamed); the username is display only.
+    handle = data.get("author_id") or user.get("id") or user.get("username")
     metrics = data.get("public_metrics") or {}
     replied = [r.get("id") for r in data.get("referenced_tweets") or [] if r.get("type") == "replied_to"]
     return RawMention(
@@ -48,7 +49,7 @@ def to_mention(obj: dict[str, Any]) -> RawMention:
         url=f"https://x.com/i/web/status/{data['id']}",
         created_at=datetime.fromisoformat(str(data["created_at"]).replace("Z", "+00:00")),
         language_hint=data.get("lang") if data.get("lang") not in (None, "und", "zxx", "qme", "qht") else None,
-        author={"handle": str(handle), "display_name": user.get("name") or None,
+        author={"handle": str(handle), "display_handle": user.get("username") or None, "display_name": user.get("name") or None,
                 "follower_count": (user.get("public_metrics") or {}).get("followers_count")} if handle else None,
         engagement={"likes": metrics.get("like_count") or 0,
                     "shares": (metrics.get("retweet_count") or 0) + (metrics.get("quote_count") or 0),

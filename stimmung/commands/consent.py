@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from stimmung.commands.common import Context, fail, who
+from stimmung.commands.common import Context, fail, say, who
 from stimmung.roles import start_role
 
 log = logging.getLogger("stimmung")
@@ -17,6 +17,14 @@ log = logging.getLogger("stimmung")
 @click.group()
 def consent() -> None:
     """Consent to link an author's posts to a CRM contact (grant, withdraw, show, serve the API)."""
+
+
+def _hint(platform: str, handle: str) -> None:
+    from stimmung.schemas.identity import key_hint
+
+    hint = key_hint(platform, handle)
+    if hint:
+        say(f"note: {hint}")
 
 
 def _consent_service(obj: Context):
@@ -34,13 +42,15 @@ def _consent_service(obj: Context):
 
 @consent.command("grant")
 @click.option("--platform", required=True)
-@click.option("--handle", required=True, help="The author's handle on that platform (never stored, only its pseudonym)")
+@click.option("--handle", required=True, help=("The author on that platform, as typed anywhere: @user@host, a profile URL, "
+                                                "an X user id, a Bluesky DID (never stored, only its pseudonym)"))
 @click.option("--contact", "contact_id", required=True, help="The CRM contact id")
 @click.option("--purpose", "purposes", multiple=True, required=True, type=click.Choice(["service", "profiling", "marketing"]))
 @click.option("--evidence", default=None, help="Where the consent is documented (form id, ticket, recording)")
 @click.pass_obj
 def consent_grant(obj: Context, platform: str, handle: str, contact_id: str, purposes: tuple[str, ...], evidence: str | None) -> None:
     """Record consent: this author may be linked to this contact for these purposes."""
+    _hint(platform, handle)
     record = _consent_service(obj).grant(platform, handle, contact_id, list(purposes), who(), evidence)
     click.echo(json.dumps(record.model_dump(mode="json")))
 
@@ -54,6 +64,7 @@ def consent_grant(obj: Context, platform: str, handle: str, contact_id: str, pur
 @click.pass_obj
 def consent_withdraw(obj: Context, platform: str, handle: str, purposes: tuple[str, ...], evidence: str | None) -> None:
     """Withdraw consent; mentions and cases already indexed are unlinked, and it is audited."""
+    _hint(platform, handle)
     record, unlinked = _consent_service(obj).withdraw(platform, handle, who(), list(purposes) or None, evidence)
     if record is None:
         fail("no consent recorded for this author", code=1)
@@ -66,6 +77,7 @@ def consent_withdraw(obj: Context, platform: str, handle: str, purposes: tuple[s
 @click.pass_obj
 def consent_show(obj: Context, platform: str, handle: str) -> None:
     """The author's current consent (by pseudonym)."""
+    _hint(platform, handle)
     service = _consent_service(obj)
     pseudonym = service.pseudonym(platform, handle)
     record = service.current(pseudonym)

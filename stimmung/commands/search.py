@@ -161,6 +161,10 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], all_p
     client = es_client(obj)
     ensure_indices(client, es, staff_command=True)
     if handle:
+        from stimmung.schemas.identity import key_hint
+
+        for hint in filter(None, (key_hint(p, handle) for p in platform)):
+            say(f"note: {hint}")
         candidates = pseudonyms_of(obj.settings, client, handle, platform)
     else:
         bad = not_pseudonyms(pseudonym)
@@ -178,9 +182,9 @@ def erase_cmd(obj: Context, handle: str | None, platform: tuple[str, ...], all_p
         if not platform:
             fail("--even-if-absent needs --platform (which account to keep out)")
         present = found
-    if handle and not platform and len(present) > 1 and not all_platforms:
+    if handle and not platform and len({f.platform for f in present}) > 1 and not all_platforms:
         lines = "\n".join(f"  {f.platform}: {f.mentions} mention(s), {f.cases} case(s)" for f in present)
-        fail(f"this handle has data on {len(present)} platforms — possibly different people:\n{lines}\n"
+        fail(f"this handle has data on {len({f.platform for f in present})} platforms — possibly different people:\n{lines}\n"
              "say which with --platform (or --all-platforms if it is the same person everywhere)")
     for f in present:
         say(f"{f.platform} {f.pseudonym}: {f.mentions} mention(s), {f.cases} case(s), "

@@ -123,7 +123,8 @@ def test_x_filtered_stream_rules_rate_limit_disconnects_malformed_and_backfill(s
     mentions = published(settings, 12)
     assert {m.native_id for m in mentions} == {str(1860000000000000000 + i) for i in range(10)}
     m = next(m for m in mentions if m.native_id.endswith("01"))
-    assert m.author.handle == "pendler1" and m.author.follower_count == 1200 and m.language_hint == "de"
+    # The stable user id is the author's key; the username only its display (schemas/identity.py).
+    assert m.author.handle == "101" and m.author.display_handle == "pendler1" and m.author.follower_count == 1200 and m.language_hint == "de"
     assert m.engagement.shares == 3 and m.engagement.views == 250 and m.url == "https://x.com/i/web/status/1860000000000000001"
     assert m.raw["matching_rules"] == ["Nordbahn"]
     letters = [DeadLetter.model_validate_json(v) for v in read_topic(settings, settings.kafka.topics.deadletter, 2)]
