@@ -26,11 +26,11 @@ from stimmung.kafka import faust_credentials
 from stimmung.metrics import MENTIONS_ENRICHED
 from stimmung.models import Enricher, default_enricher
 from stimmung.pipeline.crm.consent import consent_value
-from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.pipeline.enrich import InMessage, MentionEnrichment, dead_letter_bytes, enriched_bytes
+from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.pipeline.influence import influence_score, update_author
-from stimmung.pipeline.views import CompactedView
 from stimmung.pipeline.privacy import pseudonymizer_from_settings
+from stimmung.pipeline.views import CompactedView
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,18 @@ def _raw_positions(app: faust.App, topic: str) -> dict:
         consumer = app.consumer
         assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
         return {tp: (consumer._committed_offset.get(tp), consumer.highwater(tp)) for tp in assigned}
-    except Exception:  # noqa: BLE001 - not started / rebalancing: nothing known waits for us
+    except Exception:
         return {}
+
+
+async def views_caught_up(*views: CompactedView, log_after_s: float = 10.0) -> None:
+    waited = 0.0
+    while not all(v.caught_up.is_set() for v in views):
+        if waited == log_after_s:
+            log.warning("enrich waits for its views to catch up",
+                        extra={"topics": [v.topic for v in views if not v.caught_up.is_set()]})
+        await asyncio.sleep(0.5)
+        waited += 0.5
 
 
 def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App:
@@ -122,6 +132,8 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
         datadir=str(pipe.data_dir),
         broker_client_id=kafka.client_id,
         broker_credentials=faust_credentials(kafka),
+        broker_session_timeout=pipe.session_timeout_s,
+        broker_rebalance_timeout=pipe.rebalance_timeout_s,
     )
     processing = MentionEnrichment(enricher or default_enricher(settings), pseudonymizer_from_settings(settings),
                                    BrandTagger.from_settings(settings))
@@ -159,6 +171,10 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
     @app.agent(raw_topic, name="enrich")
     async def enrich(stream):
         loop = asyncio.get_running_loop()
+        # Not one mention before both views hold what their topics held at start: an empty
+        # influence state would overwrite the author's accumulated one, a missing consent would
+        # leave a consented author unlinked (issue #20).
+        await views_caught_up(consents, authors)
         async for events in stream.take_events(pipe.enrich_batch_size, within=pipe.enrich_batch_wait_s):
             messages = [
                 InMessage(topic=e.message.topic, partition=e.message.partition, offset=e.message.offset,

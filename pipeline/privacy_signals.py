@@ -59,8 +59,11 @@ class PrivacySignalWorker:
         s = self.settings
         pseudonymizer = pseudonymizer_from_settings(s)
         client = make_client(s.elasticsearch)
-        ensure_indices(client, s.elasticsearch)
         try:
+            from stimmung.roles import until_elasticsearch_answers
+
+            until_elasticsearch_answers(ensure_indices, client, s.elasticsearch, what="privacy worker",
+                                        should_stop=self._stop.is_set)
             consumer = group_consumer(s.kafka, s.kafka.topics.privacy, self.group_id, "privacy", 50,
                                       should_stop=self._stop.is_set)
         except InterruptedError:

@@ -157,6 +157,11 @@ class PipelineSettings(_Section):
     sink_max_retries: int = Field(8, ge=0)
     # Faust keeps its own local state here (table stores, offsets of standby replicas).
     data_dir: Path = Path("/tmp/stimmung-faust")
+    # Faust's defaults (60 s each) made every killed worker stop its partitions for a minute
+    # before the group moved them (issue #20). Heartbeats come from aiokafka's own task while the
+    # models run in a thread, so a short session does not throw out a busy worker.
+    session_timeout_s: float = Field(20.0, ge=6, le=300, description="Faust group session timeout (worker, alerting)")
+    rebalance_timeout_s: float = Field(30.0, ge=6, le=600, description="How long a rebalance waits for members to rejoin")
 
 
 class SeriesSettings(_Section):

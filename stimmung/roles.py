@@ -9,9 +9,11 @@ for; then the topics; then the component; then its lag reporter and SIGTERM/SIGI
 from __future__ import annotations
 
 import signal
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence, TypeVar
 
 from stimmung.config import Settings
+
+T = TypeVar("T")
 
 
 class Component(Protocol):
@@ -70,3 +72,45 @@ def run_faust_role(settings: Settings, build_app: Callable[[Settings], object], 
     app = build_app(settings)
     faust.Worker(app, loglevel=settings.log_level.lower(),
                  logging_config=logging_config(settings.log_level, settings.log_format)).execute_from_commandline()
+
+
+def until_elasticsearch_answers(fn: Callable[..., T], *args: object, what: str,
+                                should_stop: Callable[[], bool] = lambda: False) -> T:
+    """A role's start-up call to Elasticsearch (templates, indices), retried with capped backoff
+    while the cluster is unreachable or overloaded: one log line when the wait starts, one when it
+    ends, ``/readyz`` check "elasticsearch" false in between (issue #20: the case manager and the
+    consent API exited when they started during an Elasticsearch outage). Errors waiting cannot
+    fix (a refused template, bad credentials: other 4xx) raise at once; ``should_stop()`` true
+    raises ``InterruptedError``."""
+    import logging
+    import time
+
+    from elasticsearch import ApiError, TransportError
+    from elasticsearch import ConnectionError as ESConnectionError
+
+    from stimmung.health import HEALTH
+    from stimmung.retry import Backoff
+
+    log = logging.getLogger(__name__)
+    backoff = Backoff(base_s=0.5, cap_s=15.0)
+    since: float | None = None
+    while True:
+        try:
+            result = fn(*args)
+        except (TransportError, ESConnectionError, ApiError) as err:
+            if isinstance(err, ApiError) and err.status_code not in (429, 502, 503, 504):
+                raise
+            if since is None:
+                since = time.monotonic()
+                log.warning("%s: Elasticsearch unavailable; waiting for it", what, extra={"error": str(err)[:300]})
+            HEALTH.set_ready("elasticsearch", False, "unavailable")
+            deadline = time.monotonic() + max(0.2, backoff.next_delay())
+            while time.monotonic() < deadline:
+                if should_stop():
+                    raise InterruptedError(f"{what}: stopped while waiting for Elasticsearch") from None
+                time.sleep(0.2)
+            continue
+        if since is not None:
+            log.warning("%s: Elasticsearch answers after %.0f s", what, time.monotonic() - since)
+        HEALTH.set_ready("elasticsearch", True, "answers")
+        return result

@@ -86,6 +86,8 @@ def build_alerting_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         web_enabled=False,
         datadir=str(settings.pipeline.data_dir / "alerting"),
+        broker_session_timeout=settings.pipeline.session_timeout_s,
+        broker_rebalance_timeout=settings.pipeline.rebalance_timeout_s,
     )
     enriched = app.topic(topics.enriched, key_type=bytes, value_type=bytes)
     # internal: Faust declares it (and the tables' changelog topics) at start

@@ -27,7 +27,10 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import httpx
+from elasticsearch import ApiError as _ApiError
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import ConnectionError as _ESConnectionError
+from elasticsearch import TransportError as _TransportError
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
@@ -36,8 +39,14 @@ from stimmung.brandquery import Target, parse
 from stimmung.config import CaseRouteSettings, Settings, read_secret
 from stimmung.health import HEALTH
 from stimmung.kafka import group_consumer
-from stimmung.metrics import (CASE_FIRST_RESPONSE_SECONDS, CASE_MENTIONS, CASE_MENTIONS_SKIPPED, CASE_RESOLUTION_SECONDS,
-                              CASE_SLA_BREACHES, CASES_OPENED)
+from stimmung.metrics import (
+    CASE_FIRST_RESPONSE_SECONDS,
+    CASE_MENTIONS,
+    CASE_MENTIONS_SKIPPED,
+    CASE_RESOLUTION_SECONDS,
+    CASE_SLA_BREACHES,
+    CASES_OPENED,
+)
 from stimmung.pipeline.erased import ErasureList
 from stimmung.schemas.alert import Alert
 from stimmung.schemas.case import Case, Reply
@@ -329,26 +338,73 @@ class CaseManager:
                                   should_stop=self._stop.is_set)
         HEALTH.set_ready("cases", True, "consumer subscribed")
         log.info("case manager started", extra={"routes": len(s.crm.routes), "group": self.group_id})
+        outage = _ElasticsearchOutage(self._stop)
         try:
             while not self._stop.is_set() and not (until and until()):
                 HEALTH.beat("cases", 300.0)
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-                for tp, records in consumer.poll(timeout_ms=500).items():
-                    for r in records:
-                        try:
-                            self.handle(EnrichedMention.model_validate_json(r.value or b""))
-                        except ValidationError:
-                            pass  # malformed: the sink dead-letters it
-                        offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+                unhandled: dict[TopicPartition, int] = {}
+                try:
+                    for tp, records in consumer.poll(timeout_ms=500).items():
+                        unhandled[tp] = records[0].offset
+                        for r in records:
+                            try:
+                                self.handle(EnrichedMention.model_validate_json(r.value or b""))
+                            except ValidationError:
+                                pass  # malformed: the sink dead-letters it
+                            offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+                            unhandled[tp] = r.offset + 1
+                    if time.monotonic() >= self._next_check:
+                        self.check(dispatcher)
+                        self._next_check = time.monotonic() + s.crm.sla_check_s
+                    outage.over()
+                except _ES_UNAVAILABLE as err:
+                    if not _retryable(err):
+                        raise
+                    # Elasticsearch went away mid-poll: keep what is done, read the rest again
+                    # once it is back (issue #20: the case manager used to exit here).
+                    for tp, offset in unhandled.items():
+                        consumer.seek(tp, offset)
+                    if offsets:
+                        consumer.commit(offsets)
+                    outage.wait(err)
+                    continue
                 if offsets:
                     consumer.commit(offsets)  # every case write above was acknowledged (refresh=wait_for)
-                if time.monotonic() >= self._next_check:
-                    self.check(dispatcher)
-                    self._next_check = time.monotonic() + s.crm.sla_check_s
         finally:
             consumer.close(autocommit=False)
             if dispatcher is not None:
                 asyncio.run(dispatcher.aclose())
+
+
+_ES_UNAVAILABLE = (_TransportError, _ESConnectionError, _ApiError)
+
+
+def _retryable(err: Exception) -> bool:
+    return not isinstance(err, _ApiError) or err.status_code in (429, 502, 503, 504)
+
+
+class _ElasticsearchOutage:
+    """Capped backoff while Elasticsearch is away; one line when it goes, one when it is back."""
+
+    def __init__(self, stop: threading.Event):
+        from stimmung.retry import Backoff
+
+        self.stop, self.backoff, self.since = stop, Backoff(base_s=0.5, cap_s=15.0), None
+
+    def wait(self, err: Exception) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("case manager: Elasticsearch unavailable; waiting for it", extra={"error": str(err)[:300]})
+            HEALTH.set_ready("elasticsearch", False, "unavailable")
+        self.stop.wait(max(0.2, self.backoff.next_delay()))
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.warning("case manager: Elasticsearch answers after %.0f s", time.monotonic() - self.since)
+            HEALTH.set_ready("elasticsearch", True, "answers")
+            self.since = None
+            self.backoff.reset()
 
 
 def sla_alert(case: Case, kind: str, now: datetime) -> Alert:

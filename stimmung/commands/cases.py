@@ -36,8 +36,10 @@ def cases_run(obj: Context) -> None:
         fail("crm.routes: no routing rules configured; the case manager would never open a case")
 
     def manager() -> CaseManager:
+        from stimmung.roles import until_elasticsearch_answers
+
         client = es_client(obj)
-        ensure_indices(client, s.elasticsearch)
+        until_elasticsearch_answers(ensure_indices, client, s.elasticsearch, what="case manager")
         return CaseManager(s, client)
 
     run_role(s, manager, [s.kafka.topics.enriched])

@@ -27,16 +27,22 @@ def _hint(platform: str, handle: str) -> None:
         say(f"note: {hint}")
 
 
-def _consent_service(obj: Context):
+def _consent_service(obj: Context, wait: bool = False):
     from stimmung.kafka import ensure_topics
     from stimmung.pipeline.crm.consent import ConsentService
     from stimmung.pipeline.elastic.client import make_client
     from stimmung.pipeline.elastic.indices import ensure_indices
 
     s = obj.settings
-    ensure_topics(s.kafka, timeout_s=30)
     client = make_client(s.elasticsearch)
-    ensure_indices(client, s.elasticsearch, staff_command=True)
+    if wait:  # the API server (a role): rides out a broker or Elasticsearch that is away
+        from stimmung.roles import until_elasticsearch_answers
+
+        ensure_topics(s.kafka)
+        until_elasticsearch_answers(ensure_indices, client, s.elasticsearch, what="consent API")
+    else:  # a one-shot command: fail clearly
+        ensure_topics(s.kafka, timeout_s=30)
+        ensure_indices(client, s.elasticsearch, staff_command=True)
     return ConsentService(s, client)
 
 
@@ -100,6 +106,6 @@ def consent_serve(obj: Context) -> None:
     if not token or len(token) < 16:
         fail("crm.api.token: set a token of at least 16 characters (env or *_file); the API never runs open")
     start_role(s, create_topics=False)
-    app = make_consent_app(_consent_service(obj), token)
+    app = make_consent_app(_consent_service(obj, wait=True), token)
     log.info("consent API listening", extra={"host": s.crm.api.host, "port": s.crm.api.port})
     web.run_app(app, host=s.crm.api.host, port=s.crm.api.port, print=None)
