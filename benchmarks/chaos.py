@@ -203,6 +203,8 @@ class Soak:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         self.events: list[dict] = []
+        if stack is not None:  # a stack of the caller's (CI's test session): its ports, not ours
+            opts.ports = {key: getattr(stack.settings, key) for key in DEFAULT_PORTS}
         self.config = settings_dict(self.run_id, opts, self.work_dir)
         self.owns_stack = stack is None
         if stack is None:
