@@ -21,8 +21,8 @@ from stimmung.config import ElasticsearchSettings, Settings
 from stimmung.metrics import ERASURES
 from stimmung.pipeline.crm.consent import ConsentService
 from stimmung.pipeline.elastic.client import missing_api
-from stimmung.pipeline.privacy import pseudonymizer_from_settings
 from stimmung.pipeline.erased import ErasureList  # noqa: F401  (re-exported: the sink imports it from here)
+from stimmung.pipeline.privacy import pseudonymizer_from_settings
 from stimmung.schemas.erasure import ErasureRecord
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ from typing import Any
 
 from stimmung.config import InfluenceSettings
 
-
 # Reach is unproven where the platform reports no follower count: engagement alone can lift an
 # author to at most this share of the scale (a few liked posts are not an opinion leader).
 NO_FOLLOWERS_CAP = 0.6

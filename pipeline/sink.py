@@ -38,7 +38,6 @@ from pydantic import ValidationError
 
 from stimmung.config import Settings
 from stimmung.health import HEALTH
-from stimmung.retry import Backoff
 from stimmung.kafka import DeadLetters, KafkaWait, group_consumer, make_producer
 from stimmung.metrics import (
     MENTIONS_INDEXED,
@@ -50,12 +49,13 @@ from stimmung.metrics import (
     SINK_SKIPPED,
     SINK_UP,
 )
-from stimmung.pipeline.enrich import InMessage
 from stimmung.pipeline.crm.consent import LinkedAuthors
-from stimmung.pipeline.erasure import ErasureList
 from stimmung.pipeline.elastic.client import make_client
 from stimmung.pipeline.elastic.indices import enforce_retention, ensure_indices, ensure_period_index
 from stimmung.pipeline.elastic.mentions import IndexLayout, to_document
+from stimmung.pipeline.enrich import InMessage
+from stimmung.pipeline.erasure import ErasureList
+from stimmung.retry import Backoff
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import EnrichedMention
 

@@ -9,8 +9,8 @@ from stimmung.schemas.ids import mention_id
 from stimmung.schemas.mention import (
     Author,
     BrandMatch,
-    EnrichedMention,
     Engagement,
+    EnrichedMention,
     PseudonymousAuthor,
     RawMention,
     SentimentResult,

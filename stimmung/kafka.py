@@ -16,17 +16,22 @@ from typing import Callable
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import (KafkaConnectionError, KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError,
-                          TopicAlreadyExistsError)
-
-# kafka-python 3 reports an unreachable cluster as a bootstrap timeout or a connection error.
-_UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError)
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+)
 
 from stimmung.config import KafkaSettings, read_secret
 from stimmung.health import HEALTH
-from stimmung.retry import Backoff
 from stimmung.metrics import DEAD_LETTERS
+from stimmung.retry import Backoff
 from stimmung.schemas.deadletter import DeadLetter
+
+# kafka-python 3 reports an unreachable cluster as a bootstrap timeout or a connection error.
+_UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError)
 
 log = logging.getLogger(__name__)
 

@@ -445,7 +445,7 @@ class ElasticsearchService(Service):
         except KeyError:
             useradd = shutil.which("useradd")
             if not useradd:
-                raise StackError(f"elasticsearch: running as root and user {user!r} does not exist; create it")
+                raise StackError(f"elasticsearch: running as root and user {user!r} does not exist; create it") from None
             subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
                            check=True, capture_output=True)
             self.report(f"elasticsearch: created system user {user!r} (Elasticsearch refuses to run as root)")
@@ -509,7 +509,7 @@ class ElasticsearchService(Service):
         (config / "elasticsearch.yml").write_text(_template("elasticsearch.yml").substitute(
             http_port=s.es_http_port, transport_port=s.es_transport_port, data_dir=data, log_dir=logs))
         if uid is not None:
-            for root, dirs, files in os.walk(self.dir):
+            for root, _dirs, files in os.walk(self.dir):
                 os.chown(root, uid, gid)
                 for name in files:
                     os.chown(Path(root) / name, uid, gid)

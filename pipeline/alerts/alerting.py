@@ -39,14 +39,13 @@ from pydantic import ValidationError
 
 from stimmung.config import DetectorSettings, Settings
 from stimmung.health import HEALTH, beat_forever
-from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.kafka import faust_credentials
 from stimmung.metrics import LATE_MENTIONS
 from stimmung.pipeline.alerts.sentiment_shift import SentimentShiftDetector
-from stimmung.pipeline.alerts.series import (SHIFT, SeriesBook, _item, detector_config, series_of, shift_config,
-                                             shift_series_of)
+from stimmung.pipeline.alerts.series import SHIFT, SeriesBook, _item, detector_config, series_of, shift_config, shift_series_of
 from stimmung.pipeline.alerts.spikes import SpikeDetector
 from stimmung.pipeline.alerts.watermark import CatchUpProbe, FanOutProgress, HeldWindows, pick_watermark
+from stimmung.pipeline.faust_fixes import install as install_faust_fixes
 from stimmung.retry import Backoff
 from stimmung.schemas.alert import Alert
 from stimmung.schemas.deadletter import DeadLetter

@@ -170,7 +170,7 @@ def retag(client: Elasticsearch, index: str, brands: Sequence[tuple[str, Sequenc
 
 def _update(client: Elasticsearch, hits: list[dict[str, Any]], names: dict[str, tuple[str, str]], order: list[str],
             report: RetagReport, reread: Callable[[list[str]], list[dict[str, Any]]], max_attempts: int) -> None:
-    for attempt in range(max_attempts):
+    for _attempt in range(max_attempts):
         actions: list[dict[str, Any]] = []
         changes: dict[str, tuple[set[str], set[str]]] = {}
         for hit in hits:

@@ -8,8 +8,8 @@ import asyncio
 import json
 import threading
 import time
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 from stimmung.brandquery import BrandTagger
 from stimmung.connectors.checkpoints import CheckpointStore
 from stimmung.connectors.hackernews import HackerNewsSource
-from stimmung.connectors.mastodon import MastodonSource
 from stimmung.connectors.http import PoliteClient
+from stimmung.connectors.mastodon import MastodonSource
 from stimmung.connectors.rss import RSSSource
 from stimmung.connectors.runner import SourceRunner
 from stimmung.kafka import DeadLetters, ensure_topics, make_producer

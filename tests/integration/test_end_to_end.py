@@ -6,15 +6,14 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from pydantic import SecretStr
-
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import SecretStr
 
-from stimmung.connectors.fileimport.job import run_import
 from stimmung.config import load_settings
-from stimmung.pipeline.elastic.mentions import INDEX_ONLY_FIELDS
+from stimmung.connectors.fileimport.job import run_import
 from stimmung.demo import sample_path
+from stimmung.pipeline.elastic.mentions import INDEX_ONLY_FIELDS
 from stimmung.schemas import DeadLetter, EnrichedMention, RawMention
 from stimmung.schemas.pseudonym import Pseudonymizer
 

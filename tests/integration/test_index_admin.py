@@ -15,9 +15,9 @@ from elasticsearch import Elasticsearch
 from kafka import KafkaProducer
 
 from stimmung.kafka import ensure_topics
-from stimmung.pipeline.enrich import InMessage
 from stimmung.pipeline.elastic.indices import enforce_retention, ensure_indices, ensure_period_index
 from stimmung.pipeline.elastic.mentions import TEMPLATE_VERSION
+from stimmung.pipeline.enrich import InMessage
 from stimmung.pipeline.sink import BulkWriter, prepare
 from stimmung.schemas import EnrichedMention
 from stimmung.schemas.pseudonym import Pseudonymizer

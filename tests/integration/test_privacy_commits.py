@@ -10,8 +10,8 @@ from elasticsearch import Elasticsearch
 from kafka import KafkaProducer
 
 from stimmung.kafka import ensure_topics
-from stimmung.schemas.pseudonym import Pseudonymizer
 from stimmung.pipeline.privacy_signals import PrivacySignalWorker
+from stimmung.schemas.pseudonym import Pseudonymizer
 
 from .conftest import PSEUDONYM_KEY
 from .test_index_admin import mention, write

@@ -4,7 +4,6 @@ and doubles nothing."""
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timezone
 

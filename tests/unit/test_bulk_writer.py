@@ -6,8 +6,8 @@ import time
 from elastic_transport import ConnectionError as TransportConnectionError
 from prometheus_client import REGISTRY
 
-from stimmung.pipeline.enrich import InMessage
 from stimmung.pipeline.elastic.mentions import IndexLayout
+from stimmung.pipeline.enrich import InMessage
 from stimmung.pipeline.sink import BulkWriter, Doc, make_breaker
 
 LAYOUT = IndexLayout("idx")

@@ -11,8 +11,17 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from stimmung.pipeline.alerts.sentiment_shift import SentimentShiftDetector, ShiftConfig
-from stimmung.pipeline.alerts.spikes import (BUDGETS, STATE_VERSION, DetectorConfig, SpikeDetector, peak_p_value,
-                                             peak_threshold, quartile_tail, tail_fit, upper_tail)
+from stimmung.pipeline.alerts.spikes import (
+    BUDGETS,
+    STATE_VERSION,
+    DetectorConfig,
+    SpikeDetector,
+    peak_p_value,
+    peak_threshold,
+    quartile_tail,
+    tail_fit,
+    upper_tail,
+)
 
 WINDOW = 300
 MONDAY = 1762732800  # 2025-11-10 00:00 UTC
