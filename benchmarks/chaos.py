@@ -220,7 +220,7 @@ class Soak:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STIMMUNG_")}
         env["STIMMUNG_PRIVACY__PSEUDONYM_KEY"] = f"chaos-key-{self.run_id}-0123456789abcdef"
         self.fleet = Fleet(self.config_file, self.work_dir, env, opts.metrics_base_port, self.log)
-        self.workload: Workload | None = None
+        self.workload: Workload = None  # type: ignore[assignment]  # written in run(), before anything reads it
 
     def log(self, line: str) -> None:
         print(f"[chaos {time.monotonic() - getattr(self, 'started', time.monotonic()):7.1f}s] {line}", file=sys.stderr, flush=True)
@@ -301,7 +301,7 @@ class Soak:
         if proc.poll() is None:
             return False
         if proc.returncode != 0 and not getattr(proc, "_stimmung_seen", False):
-            proc._stimmung_seen = True
+            proc._stimmung_seen = True  # type: ignore[attr-defined]  # reported once per process
             tail = (self.work_dir / "logs" / "import.log").read_text(errors="replace")[-1500:]
             self.fleet.unexpected_exits.append({"role": "import", "code": proc.returncode, "log_tail": tail})
             self.event("failure", "import", code=proc.returncode)

@@ -97,7 +97,8 @@ def _raw_positions(app: faust.App, topic: str) -> dict:
     try:
         consumer = app.consumer
         assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
-        return {tp: (consumer._committed_offset.get(tp), consumer.highwater(tp)) for tp in assigned}
+        committed = consumer._committed_offset  # type: ignore[attr-defined]  # aiokafka consumer's, not in ConsumerT
+        return {tp: (committed.get(tp), consumer.highwater(tp)) for tp in assigned}
     except Exception:
         return {}
 
@@ -218,5 +219,5 @@ def build_app(settings: Settings, enricher: Enricher | None = None) -> faust.App
                 HEALTH.beat("enrich-progress", PROGRESS_STALE_S)
             await asyncio.sleep(5.0)
 
-    app.stimmung_settings = settings  # for the worker command
+    app.stimmung_settings = settings  # type: ignore[attr-defined]  # for the worker command
     return app

@@ -52,8 +52,8 @@ def install() -> None:
             return False  # not processed in this generation: it will be fetched again
         return original(self, message)
 
-    ack._stimmung_fix = True
-    Consumer.ack = ack
+    ack._stimmung_fix = True  # type: ignore[attr-defined]  # marks the patch as applied (idempotence)
+    Consumer.ack = ack  # type: ignore[method-assign]  # the fix *is* replacing Faust's method
 
     original_seek = Consumer.perform_seek
 
@@ -70,6 +70,6 @@ def install() -> None:
             if self.app.consumer_generation_id == generation:
                 self.resume_partitions(moving)
 
-    perform_seek._stimmung_fix = True
-    Consumer.perform_seek = perform_seek
+    perform_seek._stimmung_fix = True  # type: ignore[attr-defined]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
 

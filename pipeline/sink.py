@@ -263,6 +263,10 @@ class ElasticsearchSink:
                 self.consumer.pause(*assigned)
             self.consumer.poll(timeout_ms=0)
 
+    def _pause(self, seconds: float) -> None:
+        """The writer's backoff sleep, cut short by a stop request."""
+        self._stop.wait(seconds)
+
     def run(self, until: Callable[[], bool] | None = None) -> None:
         s = self.settings
         client = make_client(s.elasticsearch)
@@ -287,7 +291,8 @@ class ElasticsearchSink:
         es_down = threading.Event()
         writer = BulkWriter(client, setup.layout, setup.ilm, s.pipeline.sink_max_retries,
                             breaker=make_breaker(s.elasticsearch.circuit_fail_max, s.elasticsearch.circuit_reset_s),
-                            sleep=self._stop.wait, should_stop=self._stop.is_set, on_unavailable=es_down.set)
+                            sleep=self._pause, should_stop=self._stop.is_set,
+                            on_unavailable=es_down.set)
         next_retention = 0.0
         log.info("sink started", extra={"topic": s.kafka.topics.enriched, "index": s.elasticsearch.mentions_index,
                                           "group": self.group_id})
@@ -295,7 +300,7 @@ class ElasticsearchSink:
         # fetched and prepared here. Only this thread touches the consumer; batches settle and
         # commit strictly in order, and at most two batches are in memory (backpressure).
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk")
-        in_flight: tuple[list[InMessage], Prepared, Future] | None = None
+        in_flight: tuple[list[InMessage], Prepared, Future | None] | None = None
         try:
             while not self._stop.is_set() and not (until and until()):
                 HEALTH.beat("sink", LOOP_STALE_S)
@@ -415,6 +420,8 @@ class ElasticsearchSink:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for msg in batch:
             tp = TopicPartition(msg.topic, msg.partition)
+            if msg.offset is None:
+                continue  # never from Kafka: nothing to commit
             if tp not in offsets or offsets[tp].offset <= msg.offset:
                 offsets[tp] = OffsetAndMetadata(msg.offset + 1, "", -1)
         while True:

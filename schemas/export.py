@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
+
+from pydantic import BaseModel
 
 from stimmung.schemas import EXPORTED
 
@@ -14,6 +17,7 @@ def render_all() -> dict[str, str]:
     """File name -> JSON Schema text (serialization mode: what consumers actually receive)."""
     out = {}
     for name, model in EXPORTED.items():
+        model = cast("type[BaseModel]", model)
         schema = model.model_json_schema(mode="serialization")
         schema["$id"] = f"https://stimmung.dev/schemas/{name}.v{model.model_fields['schema_version'].default}.json"
         out[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -334,7 +334,7 @@ class DeadLetters:
     def __init__(self, producer: KafkaProducer, topic: str):
         self.producer = producer
         self.topic = topic
-        self._pending = []
+        self._pending: list = []
 
     def send(self, letter: DeadLetter) -> None:
         DEAD_LETTERS.labels(stage=letter.stage, reason=letter.error_type).inc()

@@ -9,7 +9,7 @@ for; then the topics; then the component; then its lag reporter and SIGTERM/SIGI
 from __future__ import annotations
 
 import signal
-from typing import Callable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from stimmung.config import Settings
 
@@ -61,7 +61,7 @@ def run_role(settings: Settings, build: Callable[[], Component], topics: Sequenc
     component.run()
 
 
-def run_faust_role(settings: Settings, build_app: Callable[[Settings], object], group: str, topic: str) -> None:
+def run_faust_role(settings: Settings, build_app: Callable[[Settings], Any], group: str, topic: str) -> None:
     """Start-up, lag, then a Faust worker for the app ``build_app(settings)`` makes (Faust owns the signals)."""
     import faust
 

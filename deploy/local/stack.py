@@ -508,7 +508,7 @@ class ElasticsearchService(Service):
         shutil.copytree(self.home / "config", config, dirs_exist_ok=True)
         (config / "elasticsearch.yml").write_text(_template("elasticsearch.yml").substitute(
             http_port=s.es_http_port, transport_port=s.es_transport_port, data_dir=data, log_dir=logs))
-        if uid is not None:
+        if uid is not None and gid is not None:
             for root, _dirs, files in os.walk(self.dir):
                 os.chown(root, uid, gid)
                 for name in files:

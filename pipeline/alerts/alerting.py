@@ -223,7 +223,7 @@ def build_alerting_app(settings: Settings) -> faust.App:
             beats.cancel()
             probe.close()
 
-    app.stimmung_settings = settings
+    app.stimmung_settings = settings  # type: ignore[attr-defined]  # for the worker command
     return app
 
 

@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import httpx
 
@@ -52,7 +52,7 @@ def summary(alert: Alert) -> str:
             f"({alert.observed / max(alert.expected, 0.01):.1f}×, p={alert.p_value:.1g})")
 
 
-def _mix(mix: dict[str, int]) -> str:
+def _mix(mix: Mapping[Any, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1])) or "–"
 
 

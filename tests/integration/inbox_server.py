@@ -71,12 +71,18 @@ class InboxServer:
         return client
 
 
+def _field(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]+)"', html)
+    assert found, f"no {name} field on the page"
+    return found.group(1)
+
+
 def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    return _field(html, "csrf")
 
 
 def version_of(html: str) -> str:
-    return re.search(r'name="version" value="([^"]+)"', html).group(1)
+    return _field(html, "version")
 
 
 def error_of(html: str) -> str | None:

@@ -293,7 +293,7 @@ def mastodon_instance(statuses: list[dict], rate_limit: dict):
     return respond
 
 
-def status(n: int, text: str = None, **kw) -> dict:
+def status(n: int, text: str | None = None, **kw) -> dict:
     return {"id": str(1000 + n), "uri": f"https://origin.example/users/u{n % 7}/statuses/{n}",
             "url": f"https://origin.example/@u{n % 7}/{n}", "created_at": f"2026-11-22T10:{n // 60:02d}:{n % 60:02d}.000Z",
             "content": f"<p>{text or f'Nordbahn #nordbahn Beitrag {n}'}</p>", "spoiler_text": "", "language": "de",
@@ -492,9 +492,11 @@ def test_reddit_oauth_listings_paging_and_resume(settings, tmp_path):
 
 # ---- Bluesky Jetstream ---------------------------------------------------------------------------------
 
-def jetstream_events(n_posts: int) -> list[dict]:
-    """The v2 stream: posts, plus a delete, a like, an update, an account deletion, an info frame."""
-    events, seq = [], 5000
+def jetstream_events(n_posts: int) -> list[dict | str]:
+    """The v2 stream: posts, plus a delete, a like, an update, an account deletion, an info frame
+    (and one frame that is not JSON)."""
+    events: list[dict | str] = []
+    seq = 5000
     for n in range(n_posts):
         seq += 1
         events.append({"$type": "network.bsky.jetstream.subscribeEvents#commit", "seq": seq,

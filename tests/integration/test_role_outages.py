@@ -28,7 +28,7 @@ def _indexed(settings) -> set[str]:
     index = settings.elasticsearch.mentions_index
     try:
         es.indices.refresh(index=index)
-        hits = es.search(index=index, size=10_000, source=["native_id"])["hits"]["hits"]
+        hits = es.search(index=index, size=10_000, source_includes=["native_id"])["hits"]["hits"]
     except Exception:
         return set()
     finally:
