@@ -69,7 +69,7 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool, check: bool) -
         try:
             click.echo(f"{name}: ok: {asyncio.run(check_source(name, obj.settings))}")
         except SourceError as err:
-            fail(f"{name}: check failed: {err}", code=1)
+            fail(f"check failed: {err}", code=1)
         return
     import signal as signals
 
