@@ -6,6 +6,10 @@ iterator of ``Fetched`` items, each either a mention or a rejection (with the re
 carrying the cursor *after* that item. The runner (``connectors.runner``) publishes mentions to
 Kafka, rejections to the dead-letter topic, and saves the cursor only once everything up to it
 was acknowledged by Kafka.
+
+Each source also declares its settings (``settings.py`` beside it, the ``connectors.<name>``
+section), is built from them by ``from_settings`` and answers ``ping()``: the check behind
+``stimmung connect NAME --check`` and the connector role's first readiness answer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from stimmung.schemas.mention import RawMention
+
+
+@dataclass(frozen=True, slots=True)
+class SourceContext:
+    """What a source takes from the settings besides its own section."""
+
+    timeout_s: float = 30.0
+    brands: tuple[str, ...] = ()  # brand names: the default queries/rules of search sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,20 @@ class Source(abc.ABC):
     def checkpoint_key(self) -> str:
         """Which checkpoint this source instance resumes from (per source and configuration)."""
         return self.name
+
+    @classmethod
+    def from_settings(cls, section: Any, context: SourceContext) -> "Source":
+        """The source its ``connectors.<name>`` section describes; ``ConfigError`` names what is missing."""
+        raise NotImplementedError(f"{cls.__name__} is not built from settings")
+
+    async def ping(self) -> str:
+        """Reach the source once, with the configured credentials, and say what answered.
+
+        Raises ``SourceError`` when the source refuses (credentials, unknown endpoint: retrying
+        will not help) and ``SourceUnavailable`` when it cannot be reached or fails (retry later).
+        No retries and no rate-limit waits: a check answers now.
+        """
+        raise NotImplementedError(f"{self.name} has no check")
 
     @abc.abstractmethod
     def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:

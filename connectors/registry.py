@@ -1,109 +1,107 @@
-"""Connector name -> source built from the settings (what `stimmung connect <name>` runs)."""
+"""Every connector by name: its settings section and what runs it (`stimmung connect NAME`).
+
+Adding a connector means its own folder (``settings.py`` with its section; a source with
+``from_settings`` and ``ping``) and one entry in ``CONNECTORS`` below (with the import of its
+settings class). ``config.py`` builds the ``connectors`` settings section from this table, so the
+new section is configurable (YAML, ``STIMMUNG_CONNECTORS__<NAME>__...``) without touching it.
+
+This module imports only the connectors' settings classes, never ``stimmung.config`` (which
+imports it) nor the sources themselves: those load when a connector runs or is checked, so
+reading the settings does not import HTTP, WebSocket or Kafka clients.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
-from stimmung.config import ConfigError, Settings
-from stimmung.connectors.base import Source
-from stimmung.connectors.http import PoliteClient
+from stimmung.connectors.base import Source, SourceContext
+from stimmung.connectors.bluesky.settings import BlueskySettings
+from stimmung.connectors.hackernews.settings import HackerNewsSettings
+from stimmung.connectors.mastodon.settings import MastodonSettings
+from stimmung.connectors.reddit.settings import RedditSettings
+from stimmung.connectors.rss.settings import RSSSettings
+from stimmung.connectors.webhook.settings import WebhookSettings
+from stimmung.connectors.x.settings import XSettings
+from stimmung.sections import ConfigError, Section
 
+if TYPE_CHECKING:
+    from stimmung.config import Settings
 
-def _rss(settings: Settings) -> Source:
-    from stimmung.connectors.rss import RSSSource
-
-    c = settings.connectors.rss
-    if not c.feeds:
-        raise ConfigError("connectors.rss.feeds: no feeds configured")
-    return RSSSource(c.feeds, PoliteClient("rss", timeout_s=settings.connectors.timeout_s), interval_s=c.interval_s)
-
-
-def _hackernews(settings: Settings) -> Source:
-    from stimmung.connectors.hackernews import HackerNewsSource
-
-    c = settings.connectors.hackernews
-    queries = c.queries or [b.name for b in settings.brands]
-    if not queries:
-        raise ConfigError("connectors.hackernews.queries: no queries configured (and no brands to search for)")
-    return HackerNewsSource(queries, PoliteClient("hackernews", timeout_s=settings.connectors.timeout_s),
-                            base_url=c.base_url, tags=c.tags, hits_per_page=c.hits_per_page,
-                            interval_s=c.interval_s, start_back_s=c.start_back_s)
+log = logging.getLogger(__name__)
 
 
-def _mastodon(settings: Settings) -> Source:
-    from stimmung.config import read_secret
-    from stimmung.connectors.mastodon import Instance, MastodonSource
+@dataclass(frozen=True)
+class Connector:
+    settings: type[Section]
+    #: "module:Class" built by ``Class.from_settings(section, context)``; it answers ``ping()`` and,
+    #: if it is a ``Source``, is what `stimmung connect NAME` runs.
+    runs: str
 
-    c = settings.connectors.mastodon
-    if not c.instances:
-        raise ConfigError("connectors.mastodon.instances: no instances configured")
-    instances = []
-    for n, i in enumerate(c.instances):
-        token = read_secret(i.token, i.token_file, f"connectors.mastodon.instances[{n}].token")
-        instances.append(Instance(i.url, i.timelines, token, stream=i.streaming and token is not None,
-                                  streaming_url=i.streaming_url))
-    return MastodonSource(instances, PoliteClient("mastodon", timeout_s=settings.connectors.timeout_s),
-                          interval_s=c.interval_s)
+    def load(self) -> Any:
+        module, _, name = self.runs.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
-def _reddit(settings: Settings) -> Source:
-    from stimmung.config import read_secret
-    from stimmung.connectors.reddit import RedditSource
-    from stimmung.connectors.reddit.client import RedditClient
-
-    c = settings.connectors.reddit
-    secret = read_secret(c.client_secret, c.client_secret_file, "connectors.reddit.client_secret")
-    if not c.client_id or not secret:
-        raise ConfigError("connectors.reddit: client_id and client_secret (env or file) are required")
-    if not c.searches and not c.subreddits:
-        raise ConfigError("connectors.reddit: configure searches and/or subreddits")
-    http = PoliteClient("reddit", timeout_s=settings.connectors.timeout_s)
-    return RedditSource(RedditClient(http, c.client_id, secret, c.auth_url, c.api_url), http,
-                        searches=c.searches, subreddits=c.subreddits, interval_s=c.interval_s, max_pages=c.max_pages)
-
-
-def _bluesky(settings: Settings) -> Source:
-    from stimmung.connectors.bluesky import JetstreamSource
-    from stimmung.connectors.bluesky.client import JetstreamClient
-
-    c = settings.connectors.bluesky
-    dictionary = None
-    if c.zstd_dictionary is not None:
-        try:
-            dictionary = Path(c.zstd_dictionary).read_bytes()
-        except OSError as err:
-            raise ConfigError(f"connectors.bluesky.zstd_dictionary: cannot read {c.zstd_dictionary}: {err.strerror}") from None
-    return JetstreamSource(JetstreamClient(c.url, c.legacy, tuple(c.collections), dictionary))
-
-
-def _x(settings: Settings) -> Source:
-    from stimmung.config import read_secret
-    from stimmung.connectors.x import XStreamSource
-    from stimmung.connectors.x.client import XStreamClient
-
-    c = settings.connectors.x
-    token = read_secret(c.bearer_token, c.bearer_token_file, "connectors.x.bearer_token")
-    if not token:
-        raise ConfigError("connectors.x: bearer_token (env or file) is required")
-    rules = c.rules or {b.name: f'"{b.name}" -is:retweet' for b in settings.brands}
-    if not rules:
-        raise ConfigError("connectors.x.rules: no rules configured (and no brands to build them from)")
-    http = PoliteClient("x", timeout_s=settings.connectors.timeout_s)
-    return XStreamSource(XStreamClient(http, token, c.base_url, c.stall_s), rules, backfill_minutes=c.backfill_minutes)
-
-
-CONNECTORS: dict[str, Callable[[Settings], Source]] = {"rss": _rss, "hackernews": _hackernews, "mastodon": _mastodon,
-                                                       "reddit": _reddit, "bluesky": _bluesky, "x": _x}
+CONNECTORS: dict[str, Connector] = {
+    "rss": Connector(RSSSettings, "stimmung.connectors.rss.source:RSSSource"),
+    "hackernews": Connector(HackerNewsSettings, "stimmung.connectors.hackernews.source:HackerNewsSource"),
+    "mastodon": Connector(MastodonSettings, "stimmung.connectors.mastodon.source:MastodonSource"),
+    "reddit": Connector(RedditSettings, "stimmung.connectors.reddit.source:RedditSource"),
+    "bluesky": Connector(BlueskySettings, "stimmung.connectors.bluesky.source:JetstreamSource"),
+    "x": Connector(XSettings, "stimmung.connectors.x.source:XStreamSource"),
+    # The receiver runs as `stimmung webhook`; `connect webhook --check` checks a running one.
+    "webhook": Connector(WebhookSettings, "stimmung.connectors.webhook.check:WebhookCheck"),
+}
 
 
 def checkpoint_dir(settings: Settings) -> Path:
     return settings.connectors.checkpoint_dir or Path(settings.stack.state_dir).parent / "checkpoints"
 
 
-def build(name: str, settings: Settings) -> Source:
+def _make(name: str, settings: Settings) -> Any:
     try:
-        factory = CONNECTORS[name]
+        connector = CONNECTORS[name]
     except KeyError:
         raise ConfigError(f"unknown connector {name!r}; available: {', '.join(sorted(CONNECTORS))}") from None
-    return factory(settings)
+    context = SourceContext(timeout_s=settings.connectors.timeout_s, brands=tuple(b.name for b in settings.brands))
+    return connector.load().from_settings(getattr(settings.connectors, name), context)
+
+
+def build(name: str, settings: Settings) -> Source:
+    """The source `stimmung connect NAME` runs; ``ConfigError`` if its settings are incomplete."""
+    made = _make(name, settings)
+    if not isinstance(made, Source):
+        raise ConfigError(f"{name} is not a source to run with `connect`: run `stimmung {name}`; "
+                          f"`stimmung connect {name} --check` checks it")
+    return made
+
+
+async def check(name: str, settings: Settings) -> str:
+    """Reach the connector's source once with the configured credentials: what answered, or
+    ``ConfigError`` (settings incomplete), ``SourceError`` (refused), ``SourceUnavailable``."""
+    made = _make(name, settings)
+    try:
+        return await made.ping()
+    finally:
+        await made.close()
+
+
+async def ready_after_ping(source: Source) -> None:
+    """The connector role's first readiness answer, before its first sweep ends (a stream's never
+    does): ready if the source answers; not ready, with the reason, while it cannot be reached
+    (the runner retries, and marks it ready after a sweep). A refusal is raised: credentials or
+    URLs that are wrong will not heal by waiting."""
+    from stimmung.connectors.http import SourceUnavailable
+    from stimmung.health import HEALTH
+
+    try:
+        detail = await source.ping()
+    except SourceUnavailable as err:
+        HEALTH.set_ready("source", False, str(err)[:200])
+        log.warning("source not reachable at start", extra={"connector": source.name, "error": str(err)[:300]})
+        return
+    HEALTH.set_ready("source", True, detail[:200])

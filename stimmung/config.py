@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from stimmung.connectors.registry import CONNECTORS
+from stimmung.sections import ConfigError, read_secret
+from stimmung.sections import Section as _Section
 
-class ConfigError(Exception):
-    """Settings could not be loaded; the message names every bad field."""
+__all__ = ["ConfigError", "ConnectorSettings", "Settings", "load_settings", "merge_overrides", "read_secret"]
 
 
 def _default_cache_dir() -> Path:
@@ -35,12 +37,6 @@ def _default_state_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/stimmung/stack")
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "stimmung" / "stack"
-
-
-class _Section(BaseModel):
-    """A settings section: unknown keys are errors, so `elasticsearch.ulr` is refused, not ignored."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class TopicSettings(_Section):
@@ -430,96 +426,26 @@ class BrandSettings(_Section):
         return queries
 
 
-class RSSSettings(_Section):
-    feeds: list[str] = Field(default_factory=list, description="Feed URLs (RSS 0.9x/1.0/2.0, Atom)")
-    interval_s: float = Field(300.0, gt=0, description="Seconds between sweeps")
+class _ConnectorCommon(_Section):
+    """What every connector shares; each connector's own section is added from the registry."""
 
-
-class HackerNewsSettings(_Section):
-    queries: list[str] = Field(default_factory=list, description="Algolia search queries, e.g. the brand names")
-    base_url: str = "https://hn.algolia.com/api/v1"
-    tags: str = "(story,comment)"
-    hits_per_page: int = Field(100, ge=1, le=1000)
-    interval_s: float = Field(60.0, gt=0)
-    start_back_s: int = Field(86_400, ge=0, description="First run: how far back to start")
-
-
-class MastodonInstance(_Section):
-    url: str = Field(description="Instance base URL, e.g. https://mastodon.social")
-    timelines: list[str] = Field(min_length=1, description="'tag:<hashtag>', 'public' or 'local'")
-    token: SecretStr | None = None
-    token_file: Path | None = None
-    streaming: bool = Field(True, description="With a token: follow the streaming API between REST catch-ups")
-    streaming_url: str | None = Field(None, description="Streaming server, if not the one the instance announces")
-
-    @field_validator("timelines")
-    @classmethod
-    def _timelines(cls, values: list[str]) -> list[str]:
-        for v in values:
-            if not (v in ("public", "local") or (v.startswith("tag:") and len(v) > 4)):
-                raise ValueError(f"{v!r}: use 'tag:<hashtag>', 'public' or 'local'")
-        return values
-
-
-class MastodonSettings(_Section):
-    instances: list[MastodonInstance] = Field(default_factory=list)
-    interval_s: float = Field(60.0, gt=0)
-
-
-class RedditSettings(_Section):
-    client_id: str | None = Field(None, description="A 'script' or 'web' app's id (reddit.com/prefs/apps)")
-    client_secret: SecretStr | None = None
-    client_secret_file: Path | None = None
-    searches: list[str] = Field(default_factory=list, description="Site-wide post searches (newest first)")
-    subreddits: list[str] = Field(default_factory=list, description="Subreddits whose new comments are read")
-    interval_s: float = Field(120.0, gt=0)
-    max_pages: int = Field(10, ge=1, le=10, description="Listing pages of 100 per sweep (Reddit serves at most 1,000)")
-    auth_url: str = "https://www.reddit.com"
-    api_url: str = "https://oauth.reddit.com"
-
-
-class BlueskySettings(_Section):
-    url: str = Field("wss://jetstream2.us-east.bsky.network", description="Jetstream instance (ws:// or wss://)")
-    legacy: bool = Field(False, description="The instance only serves the v1 /subscribe endpoint")
-    collections: list[str] = Field(default_factory=lambda: ["app.bsky.feed.post"])
-    zstd_dictionary: Path | None = Field(
-        None, description="Jetstream's zstd dictionary file: ask for compressed frames (about 1/5 of the bandwidth)")
-
-
-class XSettings(_Section):
-    bearer_token: SecretStr | None = None
-    bearer_token_file: Path | None = None
-    rules: dict[str, str] = Field(default_factory=dict, description=(
-        "Filtered-stream rules, tag -> rule in X's own syntax; default: one rule per brand, "
-        "'\"<brand>\" -is:retweet'"))
-    backfill_minutes: int = Field(0, ge=0, le=5, description="Recover up to 5 minutes after a disconnect (Pro tier and up)")
-    stall_s: float = Field(90.0, gt=0, description="Reconnect after this long without data or keep-alive")
-    base_url: str = "https://api.x.com"
-
-
-class WebhookSettings(_Section):
-    host: str = "0.0.0.0"
-    port: int = Field(8080, ge=1, le=65535)
-    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger bodies get 413")
-    meta_app_secret: SecretStr | None = None
-    meta_app_secret_file: Path | None = None
-    meta_verify_token: SecretStr | None = None
-    meta_verify_token_file: Path | None = None
-    generic_secret: SecretStr | None = None
-    generic_secret_file: Path | None = None
-
-
-class ConnectorSettings(_Section):
     checkpoint_dir: Path | None = Field(None, description="Connector cursors (default: <stack state>/../checkpoints)")
     filter_by_brands: bool = Field(True, description="Publish only mentions matching a brand query (when brands are configured)")
-    timeout_s: float = Field(30.0, gt=0)
-    rss: RSSSettings = RSSSettings()
-    hackernews: HackerNewsSettings = HackerNewsSettings()
-    mastodon: MastodonSettings = MastodonSettings()
-    reddit: RedditSettings = RedditSettings()
-    bluesky: BlueskySettings = BlueskySettings()
-    x: XSettings = XSettings()
-    webhook: WebhookSettings = WebhookSettings()
+    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of the connectors' requests")
+
+    if TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any: ...  # the connector sections: `connectors.rss`, ...
+
+
+if TYPE_CHECKING:
+    ConnectorSettings = _ConnectorCommon
+else:
+    # `connectors.<name>` for every registered connector, in the registry's order; each section
+    # is declared beside its connector (connectors/<name>/settings.py).
+    ConnectorSettings = create_model(
+        "ConnectorSettings", __base__=_ConnectorCommon, __module__=__name__,
+        **{name: (c.settings, Field(default_factory=c.settings, description=(c.settings.__doc__ or "").strip() or None))
+           for name, c in CONNECTORS.items()})
 
 
 class ImportSettings(_Section):
@@ -658,22 +584,6 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
                 os.environ.pop("STIMMUNG_CONFIG", None)
             else:
                 os.environ["STIMMUNG_CONFIG"] = previous
-
-
-def read_secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
-    """A secret given directly (env) or as a mounted file; the file wins when both are set."""
-    if file is not None:
-        try:
-            content = Path(file).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ConfigError(f"{name}: cannot read secret file {file}: {err.strerror}") from None
-        if not content:
-            raise ConfigError(f"{name}: secret file {file} is empty")
-        return content
-    if value is not None:
-        secret = value.get_secret_value().strip()
-        return secret or None
-    return None
 
 
 def merge_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:

@@ -117,6 +117,13 @@ class JetstreamClient:
             params.append(("compress", "true"))
         return f"{self.base_url}{path}?{urlencode(params)}"
 
+    async def handshake(self, timeout_s: float = 15.0) -> None:
+        """Open the subscription and close it at once: the instance is there and accepts us."""
+        ws = await connect(self.url(None), subprotocols=None if self.legacy else [SUBPROTOCOL],
+                           additional_headers={"Socket-Encoding": "zstd"} if self._zstd else None,
+                           open_timeout=timeout_s)
+        await ws.close()
+
     async def events(self, cursor: int | None) -> AsyncIterator[Event]:
         try:
             ws = await connect(self.url(cursor), subprotocols=None if self.legacy else [SUBPROTOCOL],

@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, AsyncIterator
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from stimmung.connectors.base import Fetched, PrivacySignal, Rejected, Source
+from stimmung.connectors.base import Fetched, PrivacySignal, Rejected, Source, SourceContext
 from stimmung.connectors.bluesky.client import POST, CursorTooOld, Event, JetstreamClient, StreamError
+from stimmung.connectors.bluesky.settings import BlueskySettings
+from stimmung.connectors.http import SourceError, SourceUnavailable
 from stimmung.metrics import CONNECTOR_ERRORS, CONNECTOR_UP
 from stimmung.retry import Backoff
 from stimmung.schemas.identity import author_key
 from stimmung.schemas.mention import RawMention
+from stimmung.sections import ConfigError
 
 log = logging.getLogger(__name__)
 GONE = {"deleted", "takendown", "suspended"}
@@ -61,6 +65,33 @@ class JetstreamSource(Source):
     @property
     def checkpoint_key(self) -> str:
         return f"bluesky:{self.client.base_url}:{'v1' if self.client.legacy else 'v2'}"
+
+    @classmethod
+    def from_settings(cls, section: BlueskySettings, context: SourceContext) -> "JetstreamSource":
+        dictionary = None
+        if section.zstd_dictionary is not None:
+            try:
+                dictionary = Path(section.zstd_dictionary).read_bytes()
+            except OSError as err:
+                raise ConfigError(f"connectors.bluesky.zstd_dictionary: cannot read {section.zstd_dictionary}: "
+                                  f"{err.strerror}") from None
+        return cls(JetstreamClient(section.url, section.legacy, tuple(section.collections), dictionary))
+
+    async def ping(self) -> str:
+        url = self.client.url(None)
+        try:
+            await self.client.handshake()
+        except InvalidStatus as err:
+            status = err.response.status_code
+            if status >= 500 or status == 429:
+                raise SourceUnavailable(f"bluesky: {url} is failing (HTTP {status})") from None
+            raise SourceError(f"bluesky: {url} refused the WebSocket upgrade (HTTP {status}): is this a Jetstream "
+                              f"instance{' serving v1 (legacy: true)' if not self.client.legacy else ''}?", status) from None
+        except (InvalidHandshake, InvalidURI) as err:
+            raise SourceError(f"bluesky: {url} does not speak WebSocket: {err}") from None
+        except (OSError, asyncio.TimeoutError) as err:
+            raise SourceUnavailable(f"bluesky: cannot reach {url}: {type(err).__name__}: {err}") from None
+        return "Jetstream accepted the subscription"
 
     async def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         position: int | None = (cursor or {}).get("position")

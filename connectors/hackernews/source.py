@@ -13,11 +13,14 @@ import time
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable
 
-from stimmung.connectors.base import Fetched, Rejected, Source
+from stimmung.connectors.base import Fetched, Rejected, Source, SourceContext
 from stimmung.connectors.hackernews.client import AlgoliaHNClient
-from stimmung.connectors.http import PoliteClient
+from stimmung.connectors.hackernews.settings import HackerNewsSettings
+from stimmung.connectors.http import PoliteClient, SourceError
+from stimmung.connectors.probe import json_body, probe
 from stimmung.connectors.text import html_to_text
 from stimmung.schemas.mention import RawMention
+from stimmung.sections import ConfigError
 
 ITEM_URL = "https://news.ycombinator.com/item?id={}"
 
@@ -63,6 +66,23 @@ class HackerNewsSource(Source):
 
     def sweep_cursor(self) -> Any | None:
         return copy.deepcopy(self._state) if self._state else None
+
+    @classmethod
+    def from_settings(cls, section: HackerNewsSettings, context: SourceContext) -> "HackerNewsSource":
+        queries = section.queries or list(context.brands)
+        if not queries:
+            raise ConfigError("connectors.hackernews.queries: no queries configured (and no brands to search for)")
+        return cls(queries, PoliteClient("hackernews", timeout_s=context.timeout_s), base_url=section.base_url,
+                   tags=section.tags, hits_per_page=section.hits_per_page, interval_s=section.interval_s,
+                   start_back_s=section.start_back_s)
+
+    async def ping(self) -> str:
+        resp = await probe(self.http, "GET", f"{self.client.base_url}/search_by_date",
+                           params={"query": self.queries[0], "tags": self.client.tags, "hitsPerPage": 1})
+        body = json_body(resp, "hackernews")
+        if not isinstance(body, dict) or "hits" not in body:
+            raise SourceError(f"hackernews: {resp.url} is not Algolia's search API (no 'hits' in the answer)")
+        return f"Algolia search answered ({body.get('nbHits', '?')} hits for {self.queries[0]!r})"
 
     async def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         self._state = copy.deepcopy(cursor) if cursor else {}

@@ -23,14 +23,17 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import httpx
 
-from stimmung.connectors.base import Fetched, Rejected, Source
+from stimmung.connectors.base import Fetched, Rejected, Source, SourceContext
 from stimmung.connectors.http import PoliteClient, SourceError
+from stimmung.connectors.probe import json_body, probe
 from stimmung.connectors.mastodon.client import MastodonClient, MastodonStream, StreamRefused
+from stimmung.connectors.mastodon.settings import MastodonSettings
 from stimmung.connectors.text import html_to_text
 from stimmung.metrics import CONNECTOR_ERRORS, CONNECTOR_RATE_LIMIT_WAIT, CONNECTOR_UP
 from stimmung.retry import Backoff
 from stimmung.schemas.identity import mastodon_account
 from stimmung.schemas.mention import RawMention
+from stimmung.sections import ConfigError, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,28 @@ class MastodonSource(Source):
         if item is None:
             return None
         return Fetched(mention=item.mention, rejected=item.rejected, cursor=dict(self._state))
+
+    @classmethod
+    def from_settings(cls, section: MastodonSettings, context: SourceContext) -> "MastodonSource":
+        if not section.instances:
+            raise ConfigError("connectors.mastodon.instances: no instances configured")
+        instances = []
+        for n, i in enumerate(section.instances):
+            token = read_secret(i.token, i.token_file, f"connectors.mastodon.instances[{n}].token")
+            instances.append(Instance(i.url, i.timelines, token, stream=i.streaming and token is not None,
+                                      streaming_url=i.streaming_url))
+        return cls(instances, PoliteClient("mastodon", timeout_s=context.timeout_s), interval_s=section.interval_s)
+
+    async def ping(self) -> str:
+        # Each instance's first timeline, newest status only, with the token: Mastodon refuses an
+        # invalid token on every endpoint, and some instances refuse timelines without one.
+        for client, inst in self.clients:
+            timeline = inst.timelines[0]
+            params = {"limit": 1, **({"local": "true"} if timeline == "local" else {})}
+            resp = await probe(self.http, "GET", client.timeline_url(timeline), params=params, headers=client.headers)
+            if not isinstance(json_body(resp, "mastodon"), list):
+                raise SourceError(f"mastodon: {resp.url} answered, but not with a timeline: is {inst.url} a Mastodon instance?")
+        return f"{len(self.clients)} instance(s) answered"
 
     async def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         self._state = dict(cursor or {})

@@ -12,11 +12,14 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
-from stimmung.connectors.base import Fetched, Rejected, Source
-from stimmung.connectors.http import PoliteClient
+from stimmung.connectors.base import Fetched, Rejected, Source, SourceContext
+from stimmung.connectors.http import PoliteClient, SourceError
+from stimmung.connectors.probe import json_body, probe
 from stimmung.connectors.reddit.client import RedditClient
+from stimmung.connectors.reddit.settings import RedditSettings
 from stimmung.schemas.identity import author_key
 from stimmung.schemas.mention import RawMention
+from stimmung.sections import ConfigError, read_secret
 
 
 def to_mention(item: dict[str, Any]) -> RawMention:
@@ -60,6 +63,31 @@ class RedditSource(Source):
 
     def sweep_cursor(self) -> Any | None:
         return copy.deepcopy(self._state) if self._state else None
+
+    @classmethod
+    def from_settings(cls, section: RedditSettings, context: SourceContext) -> "RedditSource":
+        secret = read_secret(section.client_secret, section.client_secret_file, "connectors.reddit.client_secret")
+        if not section.client_id or not secret:
+            raise ConfigError("connectors.reddit: client_id and client_secret (env or file) are required")
+        if not section.searches and not section.subreddits:
+            raise ConfigError("connectors.reddit: configure searches and/or subreddits")
+        http = PoliteClient("reddit", timeout_s=context.timeout_s)
+        return cls(RedditClient(http, section.client_id, secret, section.auth_url, section.api_url), http,
+                   searches=section.searches, subreddits=section.subreddits, interval_s=section.interval_s,
+                   max_pages=section.max_pages)
+
+    async def ping(self) -> str:
+        c = self.client
+        resp = await probe(self.http, "POST", f"{c.auth_url}/api/v1/access_token", data={"grant_type": "client_credentials"},
+                           auth=(c.client_id, c.client_secret))
+        token = json_body(resp, "reddit").get("access_token")
+        if not token:  # Reddit answers some refusals with 200 and {"error": ...}
+            raise SourceError(f"reddit: no access token for this client_id and secret ({resp.text[:200]})", resp.status_code)
+        # Every listing: a misspelt subreddit is a 404 (or 403 when private or banned) to name now.
+        for key, path, params in self.listings:
+            await probe(self.http, "GET", f"{c.api_url}{path}", params={**params, "limit": 1},
+                        headers={"Authorization": f"bearer {token}"})
+        return f"token granted; {len(self.listings)} listing(s) answered"
 
     async def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         self._state = copy.deepcopy(cursor) if cursor else {}

@@ -1,3 +1,22 @@
-from stimmung.connectors.rss.source import RSSSource
+"""RSS/Atom feeds.
 
+Its classes load on first use: ``config.py`` imports ``settings.py`` from here (through the
+registry), and that must not drag in this connector's clients (nor, for the webhook, Kafka).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stimmung.connectors.rss.source import RSSSource
+
+_LAZY = {"RSSSource": "stimmung.connectors.rss.source"}
 __all__ = ["RSSSource"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

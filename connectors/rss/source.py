@@ -14,11 +14,16 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
-from stimmung.connectors.base import Fetched, Rejected, Source
+import feedparser
+
+from stimmung.connectors.base import Fetched, Rejected, Source, SourceContext
 from stimmung.connectors.http import PoliteClient, SourceError
+from stimmung.connectors.probe import probe
 from stimmung.connectors.rss.client import FeedClient
+from stimmung.connectors.rss.settings import RSSSettings
 from stimmung.connectors.text import html_to_text
 from stimmung.schemas.mention import RawMention
+from stimmung.sections import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,20 @@ class RSSSource(Source):
             author={"handle": author[:512]} if author else None,
             raw={"feed": feed_url, "entry_id": entry.get("id"), "tags": [t.get("term") for t in entry.get("tags", [])][:20]},
         )
+
+    @classmethod
+    def from_settings(cls, section: RSSSettings, context: SourceContext) -> "RSSSource":
+        if not section.feeds:
+            raise ConfigError("connectors.rss.feeds: no feeds configured")
+        return cls(section.feeds, PoliteClient("rss", timeout_s=context.timeout_s), interval_s=section.interval_s)
+
+    async def ping(self) -> str:
+        # Every feed: a sweep skips a broken one, but a check is there to name it.
+        for url in self.feeds:
+            resp = await probe(self.http, "GET", url)
+            if not feedparser.parse(resp.content).get("version"):
+                raise SourceError(f"rss: {url} answered, but not with an RSS or Atom feed", resp.status_code)
+        return f"{len(self.feeds)} feed(s) answered with a feed"
 
     async def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         self._state = copy.deepcopy(cursor) if cursor else {"feeds": {}}

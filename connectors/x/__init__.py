@@ -1,5 +1,22 @@
-"""X (Twitter) API v2 filtered stream."""
+"""X (Twitter) API v2 filtered stream.
 
-from stimmung.connectors.x.source import XStreamSource
+Its classes load on first use: ``config.py`` imports ``settings.py`` from here (through the
+registry), and that must not drag in this connector's clients (nor, for the webhook, Kafka).
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stimmung.connectors.x.source import XStreamSource
+
+_LAZY = {"XStreamSource": "stimmung.connectors.x.source"}
 __all__ = ["XStreamSource"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

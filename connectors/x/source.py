@@ -19,12 +19,15 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import httpx
 
-from stimmung.connectors.base import Fetched, Rejected, Source
-from stimmung.connectors.http import SourceError
+from stimmung.connectors.base import Fetched, Rejected, Source, SourceContext
+from stimmung.connectors.http import PoliteClient, SourceError
+from stimmung.connectors.probe import json_body, probe
 from stimmung.connectors.x.client import TAG_PREFIX, StreamDisconnected, StreamRefused, XStreamClient
+from stimmung.connectors.x.settings import XSettings
 from stimmung.metrics import CONNECTOR_ERRORS, CONNECTOR_RATE_LIMIT_WAIT, CONNECTOR_UP
 from stimmung.retry import Backoff
 from stimmung.schemas.mention import RawMention
+from stimmung.sections import ConfigError, read_secret
 
 log = logging.getLogger(__name__)
 FINAL_STATUS = {400, 401, 403, 404}
@@ -80,6 +83,26 @@ class XStreamSource(Source):
             return 0
         away = math.ceil((time.time() - last_seen) / 60)
         return max(1, min(self.backfill_minutes, away))
+
+    @classmethod
+    def from_settings(cls, section: XSettings, context: SourceContext) -> "XStreamSource":
+        token = read_secret(section.bearer_token, section.bearer_token_file, "connectors.x.bearer_token")
+        if not token:
+            raise ConfigError("connectors.x: bearer_token (env or file) is required")
+        rules = section.rules or {b: f'"{b}" -is:retweet' for b in context.brands}
+        if not rules:
+            raise ConfigError("connectors.x.rules: no rules configured (and no brands to build them from)")
+        http = PoliteClient("x", timeout_s=context.timeout_s)
+        return cls(XStreamClient(http, token, section.base_url, section.stall_s), rules,
+                   backfill_minutes=section.backfill_minutes)
+
+    async def ping(self) -> str:
+        # Reading the rules needs what the stream needs: a valid bearer token of an enrolled app.
+        resp = await probe(self.client.http, "GET", self.client.rules_url, headers=self.client.headers)
+        body = json_body(resp, "x")
+        if not isinstance(body, dict):
+            raise SourceError(f"x: {resp.url} answered, but not with the stream rules")
+        return f"stream rules readable ({len(body.get('data') or [])} rule(s) set)"
 
     async def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         added, deleted = await self.client.sync_rules(self.rules)

@@ -57,15 +57,26 @@ def import_file(obj: Context, path: Path, fmt: str | None, platform: str | None,
 @click.argument("name")
 @click.option("--once", is_flag=True, help="One sweep, then exit (default: follow the source until stopped).")
 @click.option("--no-resume", is_flag=True, help="Ignore the saved checkpoint (start from the configured start).")
+@click.option("--check", is_flag=True, help="Only check the source (webhook: the running receiver): reachable and "
+              "credentials accepted. Exit 0 if so, 1 with the reason if not, 2 if the settings are incomplete.")
 @click.pass_obj
-def connect(obj: Context, name: str, once: bool, no_resume: bool) -> None:
+def connect(obj: Context, name: str, once: bool, no_resume: bool, check: bool) -> None:
     """Run one connector (rss, hackernews, mastodon, reddit, bluesky, x): fetch mentions, publish them to the raw topic."""
+    if check:
+        from stimmung.connectors.http import SourceError
+        from stimmung.connectors.registry import check as check_source
+
+        try:
+            click.echo(f"{name}: ok: {asyncio.run(check_source(name, obj.settings))}")
+        except SourceError as err:
+            fail(f"check failed: {err}", code=1)
+        return
     import signal as signals
 
     from stimmung.brandquery import BrandTagger
     from stimmung.connectors.checkpoints import CheckpointStore
     from stimmung.connectors.http import SourceError
-    from stimmung.connectors.registry import build, checkpoint_dir
+    from stimmung.connectors.registry import build, checkpoint_dir, ready_after_ping
     from stimmung.connectors.runner import SourceRunner
     from stimmung.kafka import DeadLetters, make_producer
 
@@ -83,6 +94,8 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signals.SIGTERM, signals.SIGINT):
             loop.add_signal_handler(sig, runner.stop)
+        if not once:  # a long-running role: /readyz answers from the first ping, not the first sweep's end
+            await ready_after_ping(source)
         return await runner.run(resume=not no_resume, follow=not once)
 
     try:

@@ -166,6 +166,13 @@ def test_a_spike_reaches_a_signed_webhook_alertmanager_and_the_alerts_index(sett
     assert doc["distinct_authors"] == 40 and doc["top_terms"], "the evidence is in the strict alerts mapping"
 
     # the spike is over: the incident resolves (after the 15-minute sum is calm), at the webhook too
+    resolved = wait_for(lambda: [a for a in posted(hook, "/alerts") if a["event"] == "resolved"],
+                        # windows after the spike are empty and close on the wall clock; the 3-window
+                        # sum drops the spike with the window ending at spike_start + 4 windows
+                        timeout=max(60.0, spike_start + 6 * WINDOW + 60 - time.time()), check=roles.check_alive,
+                        message="the incident resolved at the webhook")
+    assert len(resolved) == 1 and resolved[0]["alert_id"] == alert["alert_id"] and resolved[0]["status"] == "resolved"
+    assert datetime.fromisoformat(resolved[0]["window_end"]).timestamp() >= spike_start + 4 * WINDOW
     metrics = scrape(port)
     assert metrics['stimmung_alerts_total{event="fired",severity="critical"}'] == 1
     assert metrics['stimmung_alert_deliveries_total{channel="hook",outcome="delivered",type="webhook"}'] >= 1

@@ -22,17 +22,52 @@ def test_bad_taxonomies_are_refused_clearly(tmp_path, text, message):
         load_taxonomy(f)
 
 
-def test_topics_on_clear_cases(annotator):
-    cases = {
-        "Mein Paket ist seit zwei Wochen nicht angekommen, die Sendungsverfolgung zeigt nichts.": "delivery",
-        "I was charged twice this month, please refund me.": "pricing_billing",
-        "Die App stürzt beim Login jedes Mal ab.": "app_website",
-        "Noch so eine Abrechnung und ich bin weg, dann kündige ich alles bei euch.": "churn_threat",
-    }
-    rows = annotator.topics.labels_for(annotator.embed(list(cases)))
-    for (text, expected), row in zip(cases.items(), rows):
-        labels = [label for label, _ in row]
-        assert expected in labels, (text, row)
+# Real posts, not written by us and not paraphrasing the taxonomy's examples: GermEval 2017 dev
+# rows (../shared/data/germeval2017/dev.tsv, cited by the status id in their `id` URL) and
+# complaint tweets (../shared/data/complaints/train.csv, cited by `id`). Each is a plain case
+# of its label as a reader would judge it; the label is ours, chosen before running the model.
+REAL_CASES = [
+    ("germeval", "693913931446947840", "delivery"),  # "Natürlich wieder Verspätung."
+    ("germeval", "704383712511856640", "delivery"),  # "Fünfte Zugfahrt heute, zum vierten Mal verspätet."
+    ("complaints", "810870043810664449", "delivery"),  # "dispatched and delivered however have got nothing?"
+    ("complaints", "847849693186936832", "delivery"),  # "tracking number still doesn't work"
+    ("germeval", "718508965408202752", "pricing_billing"),  # "Musste 48€ blechen. Willkürlich"
+    ("germeval", "660451743835267072", "pricing_billing"),  # "Das Geld, was der Automat geschluckt hat"
+    ("complaints", "914907321146400770", "pricing_billing"),  # "You overcharged me $150"
+    ("complaints", "932442570759733249", "pricing_billing"),  # "why am I being charged tax twice?"
+    ("germeval", "702967201012322304", "app_website"),  # "über die App ein Ticket zu buchen, dabei ist sie abgestürzt"
+    ("germeval", "601421604149731328", "app_website"),  # "db navigator app ... unbrauchbar."
+    ("complaints", "782575281953443840", "app_website"),  # "your website doesn't load"
+    ("complaints", "673716275865124864", "app_website"),  # "showtime app on Apple TV isn't working"
+    ("complaints", "936814483447492608", "churn_threat"),  # "i'll cancel and buy from Amazon instead"
+    ("complaints", "868486776096264193", "churn_threat"),  # "Ready to cancel my AOL account."
+]
+
+
+def real_text(corpus: str, row_id: str) -> str:
+    import csv
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if corpus == "germeval":
+        rows = csv.DictReader(open(data / "germeval2017" / "dev.tsv", encoding="utf-8"), delimiter="\t")
+        return next(r["text"] for r in rows if r["id"].rstrip("/").endswith(f"/statuses/{row_id}"))
+    rows = csv.DictReader(open(data / "complaints" / "train.csv", encoding="utf-8"))
+    return next(r["text"] for r in rows if r["id"] == row_id)
+
+
+def test_topics_on_real_clear_cases(annotator):
+    texts = [real_text(corpus, row_id) for corpus, row_id, _ in REAL_CASES]
+    rows = annotator.topics.labels_for(annotator.embed(texts))
+    hits = {(row_id, expected) for (_, row_id, expected), row in zip(REAL_CASES, rows) if expected in [l for l, _ in row]}
+    misses = [(row_id, expected, row) for (_, row_id, expected), row in zip(REAL_CASES, rows) if (row_id, expected) not in hits]
+    # Measured with the builtin model (fp32): 8 of 14. Missed: both churn threats (one read as a
+    # question, one as a complaint only), the German app crash and the DB Navigator post, the
+    # ticket machine that kept the money, and "wieder Verspätung" (no label at all). The
+    # paraphrased cases this test had before all passed: they measured the taxonomy's own examples.
+    assert len(hits) >= 8, misses
+    # every topic but churn_threat finds at least one of its real posts
+    assert {e for _, e in hits} >= {"delivery", "pricing_billing", "app_website"}, misses
 
 
 def test_centering_spreads_crowded_similarities(tmp_path):

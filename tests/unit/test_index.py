@@ -60,16 +60,59 @@ def test_missing_analyzers_fall_back_to_standard():
     assert bare["text_de"]["analyzer"] == "standard" and bare["text_en"]["analyzer"] == "standard"
 
 
-# The mapping as of TEMPLATE_VERSION. Changing mentions_mapping() changes this fingerprint: bump
-# TEMPLATE_VERSION (new writes go to new -v<N>- indices) and then update both numbers here.
-PINNED = {2: "384454499763f258", 3: "8af09e8e475d981b"}  # 3: author contact_id, influence, linked_url
+# The mentions mapping's history: template version -> fingerprint of mentions_mapping() at that
+# version. It only grows: a changed mapping bumps TEMPLATE_VERSION (new writes go to new -v<N>-
+# indices) and gets a new line here; an entry is never edited (the index of that version exists
+# in clusters with the mapping it names). (2's entry was once edited in place: that is how we
+# learnt the pin alone could be.)
+MAPPING_HISTORY = {
+    2: "384454499763f258",
+    3: "8af09e8e475d981b",  # author contact_id, influence, linked_url
+}
+
+
+def mapping_fingerprint() -> str:
+    mapping = mentions_mapping(Capabilities(frozenset({"german", "english"}), frozenset({"asciifolding"})))
+    return hashlib.sha256(json.dumps(mapping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def test_mapping_changes_come_with_a_new_template_version():
-    mapping = mentions_mapping(Capabilities(frozenset({"german", "english"}), frozenset({"asciifolding"})))
-    fingerprint = hashlib.sha256(json.dumps(mapping, sort_keys=True).encode()).hexdigest()[:16]
-    assert PINNED.get(TEMPLATE_VERSION) == fingerprint, (
-        f"mentions_mapping() changed (fingerprint {fingerprint}) without bumping TEMPLATE_VERSION")
+    versions = list(MAPPING_HISTORY)
+    assert versions == list(range(versions[0], versions[0] + len(versions))), "versions are consecutive, in order"
+    assert versions[-1] == TEMPLATE_VERSION, "the current template version is the history's last entry"
+    assert len(set(MAPPING_HISTORY.values())) == len(versions), "a new version has a mapping of its own"
+    fingerprint = mapping_fingerprint()
+    assert MAPPING_HISTORY[TEMPLATE_VERSION] == fingerprint, (
+        f"mentions_mapping() changed (fingerprint {fingerprint}) without bumping TEMPLATE_VERSION: bump it "
+        "and add a line to MAPPING_HISTORY")
+
+
+def test_mapping_history_entries_are_never_edited():
+    """Every committed version of this file that has MAPPING_HISTORY agrees with today's on each
+    entry it has: editing the current entry instead of bumping the version fails here once the
+    edit is compared with what was committed (the test above catches the change before that)."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    path = Path(__file__).resolve().relative_to(root).as_posix()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+    try:
+        commits = git("log", "--format=%H", "--", path).split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git history here (e.g. an unpacked release): the version pin above still holds")
+    for commit in commits:
+        text = git("show", f"{commit}:{path}")
+        if "MAPPING_HISTORY = {" not in text:
+            continue  # before the history table (the single pin it replaced)
+        table = text.split("MAPPING_HISTORY = {", 1)[1].split("}", 1)[0]
+        for version, fingerprint in re.findall(r'(\d+): "([0-9a-f]{16})"', table):
+            assert MAPPING_HISTORY.get(int(version)) == fingerprint, (
+                f"MAPPING_HISTORY[{version}] was {fingerprint} in {commit[:10]}: entries are history, never edited")
 
 
 @pytest.mark.parametrize("period, when, name, end", [
