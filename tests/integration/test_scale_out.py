@@ -4,7 +4,10 @@ and a third worker of the same group join, then two leave with SIGTERM. Every me
 200, the enriched count keeps rising: no gap longer than the rebalance timeout + 30 s while work
 waits), and each leaver exits on SIGTERM. Prints the measured pauses around each join and leave.
 
-Runs the real models (the default configuration) on a loaded 2-core machine: about 3 minutes."""
+Runs the real models (the default configuration): three workers load them on 2 shared cores, so
+this takes about 4-5 minutes here, over the ~3 minutes wished for (each worker's start-up alone
+is ~40-60 s on the loaded machine). Not yet seen passing: see the last run's note in the report
+of the branch that added it (issue #20 item 3)."""
 
 from __future__ import annotations
 
@@ -137,8 +140,8 @@ def test_workers_scale_out_and_back_under_a_backlog_without_a_wedge(config, role
             event(f"{name} in the group")
             # and work goes on after the rebalance
             before = watch.enriched()
-            wait_for(lambda b=before: watch.enriched() >= b + 100, timeout=bound_s, check=alive,
-                     message=f"enrichment goes on after {name} joined")
+            wait_for(lambda b=before: watch.enriched() >= min(b + 100, TOTAL), timeout=bound_s, check=alive,
+                     message=f"enrichment goes on after {name} joined (from {before} of {TOTAL})")
         assert watch.enriched() < TOTAL - 300, "the backlog ran out before the scale-in: make TOTAL larger"
         for name in ("worker-3", "worker-2"):
             event(f"{name} leaves")
