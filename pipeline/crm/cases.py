@@ -7,10 +7,18 @@
    derived from queue and first mention: a replay finds the same case and skips the mention it
    already holds);
 3. offsets are committed after Elasticsearch acknowledged the batch.
+It works a poll batch at a time (issue #20: one write with ``refresh=wait_for`` per mention held it
+to ~1 mention/s): two terms searches find the batch's mentions already held and the open cases of
+its authors and threads, the batch's cases are planned in memory (a mention can join a case opened
+earlier in the same batch), and one bulk request writes them, with optimistic concurrency (create
+for new ids, if_seq_no/if_primary_term for updates; the mentions of a conflicting write are placed
+again) and one refresh, so the next batch's searches see this one's cases.
 Every ``crm.sla_check_s`` it marks open cases past their SLA, counts them and sends SLA alerts
 through the alerting channels, and exports first-response and resolution times (set by staff
 with ``stimmung cases claim|reply|close``) as Prometheus histograms, once per case.
 Cases mirror to a ticketing system when ``crm.ticket_webhook.url`` is set (signed JSON).
+(Over ~400 lines: the staff rules, the store and the batch planner share the Case document's
+invariants; split apart they would import each other.)
 """
 
 from __future__ import annotations
@@ -23,15 +31,16 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import httpx
 from elasticsearch import ApiError as _ApiError
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 from elasticsearch import ConnectionError as _ESConnectionError
 from elasticsearch import TransportError as _TransportError
-from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
@@ -135,6 +144,33 @@ class CaseStore:
         found = self.find({"bool": {"filter": [{"term": {"queue": queue}}, {"terms": {"state": ["open", "in_progress"]}}],
                                     "should": same, "minimum_should_match": 1}})
         return found[0] if found else None
+
+    def held(self, mention_ids: list[str]) -> set[str]:
+        """Those of ``mention_ids`` that some case holds already (a replay): one terms query. Each hit
+        holds at least one of them, so ``len(mention_ids)`` hits are all there can be."""
+        if not mention_ids:
+            return set()
+        wanted = set(mention_ids)
+        resp = self.client.search(index=self.index, query={"terms": {"mention_ids": sorted(wanted)}}, size=len(wanted),
+                                  source=["mention_ids"], ignore_unavailable=True)
+        return {mid for h in resp["hits"]["hits"] for mid in h["_source"].get("mention_ids", []) if mid in wanted}
+
+    def open_cases(self, queues: Iterable[str], authors: Iterable[str], threads: Iterable[str],
+                   size: int) -> tuple[list[tuple[Case, int, int]], bool]:
+        """Open cases of these queues whose author or thread is one of these, newest first, with their
+        seq_no/primary_term; the flag says whether that was all of them (else the newest ``size``)."""
+        same = [{"terms": {f: sorted(set(v))}} for f, v in (("author_pseudonym", authors), ("thread_id", threads)) if v]
+        if not same:
+            return [], True
+        resp = self.client.search(
+            index=self.index, size=size, sort=[{"created_at": "desc"}], seq_no_primary_term=True,
+            track_total_hits=True, ignore_unavailable=True,
+            query={"bool": {"filter": [{"terms": {"queue": sorted(set(queues))}},
+                                       {"terms": {"state": ["open", "in_progress"]}}],
+                            "should": same, "minimum_should_match": 1}})
+        hits = resp["hits"]["hits"]
+        found = [(Case.model_validate(h["_source"]), h["_seq_no"], h["_primary_term"]) for h in hits]
+        return found, resp["hits"]["total"]["value"] <= len(hits)
 
     def update(self, case_id: str, change: Callable[[Case], str | None]) -> Case:
         """Apply ``change`` (returns the mirror event name or None) with retries on concurrent edits."""
@@ -265,36 +301,106 @@ class CaseManager:
 
     def handle(self, m: EnrichedMention) -> str | None:
         """Route one mention: 'opened', 'joined', 'duplicate', 'erased' or None (no rule matched)."""
-        rule = self.router.route(m)
-        if rule is None:
+        return self.handle_batch([m])[0]
+
+    def handle_batch(self, mentions: list[EnrichedMention]) -> list[str | None]:
+        """Route a poll batch, in order; one outcome per mention as ``handle`` gives it. Returns once
+        Elasticsearch acknowledged (and refreshed) every case written."""
+        outcomes: list[str | None] = [None] * len(mentions)
+        erased = self.erasures.current()
+        pending: list[_Routed] = []
+        for i, m in enumerate(mentions):
+            rule = self.router.route(m)
+            if rule is None:
+                continue
+            if m.author is not None and m.author.pseudonym in erased:
+                CASE_MENTIONS_SKIPPED.labels(reason="erased").inc()
+                outcomes[i] = "erased"
+                continue
+            pending.append(_Routed(i, m, rule))
+        for attempt in range(5):
+            if not pending:
+                return outcomes
+            if attempt:  # someone else wrote those cases: let the searches see their writes
+                self.client.indices.refresh(index=self.store.index)
+            pending = self._place(pending, outcomes)
+        raise CaseError(f"cases of {len(pending)} mentions keep changing under the case manager; try again")
+
+    def _place(self, pending: list[_Routed], outcomes: list[str | None]) -> list[_Routed]:
+        """Plan and write the cases of ``pending``; returns the mentions whose write met a conflict."""
+        held = self.store.held([r.m.mention_id for r in pending])
+        candidates, complete = self.store.open_cases(
+            [r.rule.queue for r in pending], [r.m.author.pseudonym for r in pending if r.m.author],
+            [r.m.thread_id for r in pending if r.m.thread_id], size=min(10_000, 4 * len(pending) + 100))
+        known = {case.case_id: _Planned(case, (seq, term)) for case, seq, term in candidates}
+        plans: dict[str, _Planned] = {}
+        placed: set[str] = set()
+        for r in pending:
+            if r.m.mention_id in held or r.m.mention_id in placed:
+                outcomes[r.index] = "duplicate"  # a replay: the mention is already in its case
+                continue
+            placed.add(r.m.mention_id)
+            target = _newest_open(r, [*known.values(), *plans.values()])
+            if target is None and not complete:
+                # more open cases than one search returned: ask for this mention's own, as before
+                target = self._open_case_of(r, known)
+            if target is None:
+                case = new_case(r.rule, r.m)
+                plans[case.case_id] = _Planned(case, None, [r])
+                continue
+            plans[target.case.case_id] = target
+            target.members.append(r)
+            c, m = target.case, r.m
+            if m.mention_id not in c.mention_ids:
+                c.mention_ids.append(m.mention_id)
+                c.mention_count = len(c.mention_ids)
+                if m.author and m.author.contact_id:
+                    c.contact_id = m.author.contact_id
+            c.updated_at = utcnow()
+        return self._write(plans, outcomes)
+
+    def _open_case_of(self, r: _Routed, known: dict[str, _Planned]) -> _Planned | None:
+        found = self.store.open_case_for(r.rule.queue, r.m)
+        if found is None:
             return None
-        if m.author is not None and m.author.pseudonym in self.erasures.current():
-            CASE_MENTIONS_SKIPPED.labels(reason="erased").inc()
-            return "erased"
-        if self.store.find({"term": {"mention_ids": m.mention_id}}):
-            return "duplicate"  # a replay: the mention is already in its case
-        existing = self.store.open_case_for(rule.queue, m)
-        if existing is not None:
-            def join(c: Case) -> str:
-                if m.mention_id not in c.mention_ids:
-                    c.mention_ids.append(m.mention_id)
-                    c.mention_count = len(c.mention_ids)
-                    if m.author and m.author.contact_id:
-                        c.contact_id = m.author.contact_id
-                return "updated"
-            self.store.update(existing.case_id, join)
-            CASE_MENTIONS.labels(queue=rule.queue).inc()
-            return "joined"
-        case = new_case(rule, m)
-        try:
-            self.store.put(case, create=True)
-        except ConflictError:
-            return "duplicate"
-        self.store.mirror(case, "opened")
-        CASES_OPENED.labels(queue=case.queue, priority=case.priority).inc()
-        CASE_MENTIONS.labels(queue=case.queue).inc()
-        log.info("case opened", extra={"case": case.case_id, "queue": case.queue, "priority": case.priority})
-        return "opened"
+        if found.case_id not in known:
+            case, seq, term = self.store.get(found.case_id)
+            known[found.case_id] = _Planned(case, (seq, term))
+        return known[found.case_id]
+
+    def _write(self, plans: dict[str, _Planned], outcomes: list[str | None]) -> list[_Routed]:
+        if not plans:
+            return []
+        operations: list[dict[str, Any]] = []
+        for case_id, plan in plans.items():
+            if plan.seq is None:
+                operations.append({"create": {"_index": self.store.index, "_id": case_id}})
+            else:
+                operations.append({"index": {"_index": self.store.index, "_id": case_id,
+                                             "if_seq_no": plan.seq[0], "if_primary_term": plan.seq[1]}})
+            operations.append(plan.case.model_dump(mode="json"))
+        # One refresh for the whole batch: the next batch's searches must see these cases (and
+        # the inbox shows them at once).
+        resp = self.client.bulk(operations=operations, refresh=True)
+        again: list[_Routed] = []
+        for plan, item in zip(plans.values(), resp["items"]):
+            result = next(iter(item.values()))
+            status = result.get("status", 500)
+            if status == 409:
+                again.extend(plan.members)  # changed (or created) meanwhile: place these again
+                continue
+            if status >= 300:
+                raise CaseWriteRefused(status, result.get("error"))
+            case = plan.case
+            opened = plan.seq is None
+            for n, r in enumerate(plan.members):
+                outcomes[r.index] = "opened" if opened and n == 0 else "joined"
+                CASE_MENTIONS.labels(queue=case.queue).inc()
+            if opened:
+                CASES_OPENED.labels(queue=case.queue, priority=case.priority).inc()
+                log.info("case opened", extra={"case": case.case_id, "queue": case.queue, "priority": case.priority})
+            self.store.mirror(case, "opened" if opened else "updated")
+        return again
 
     def check(self, dispatcher=None, now: datetime | None = None) -> dict[str, int]:
         """SLA breaches and response-time metrics; returns what it did."""
@@ -342,18 +448,21 @@ class CaseManager:
         try:
             while not self._stop.is_set() and not (until and until()):
                 HEALTH.beat("cases", 300.0)
-                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-                unhandled: dict[TopicPartition, int] = {}
+                batch = consumer.poll(timeout_ms=500)
+                offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in batch.items() if records}
+                handled = False
                 try:
-                    for tp, records in consumer.poll(timeout_ms=500).items():
-                        unhandled[tp] = records[0].offset
-                        for r in records:
-                            try:
-                                self.handle(EnrichedMention.model_validate_json(r.value or b""))
-                            except ValidationError:
-                                pass  # malformed: the sink dead-letters it
-                            offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-                            unhandled[tp] = r.offset + 1
+                    if batch:
+                        mentions = []
+                        for records in batch.values():
+                            for r in records:
+                                try:
+                                    mentions.append(EnrichedMention.model_validate_json(r.value or b""))
+                                except ValidationError:
+                                    pass  # malformed: the sink dead-letters it
+                        self.handle_batch(mentions)
+                        handled = True
+                        consumer.commit(offsets)  # every case write of the batch was acknowledged
                     if time.monotonic() >= self._next_check:
                         self.check(dispatcher)
                         self._next_check = time.monotonic() + s.crm.sla_check_s
@@ -361,27 +470,63 @@ class CaseManager:
                 except _ES_UNAVAILABLE as err:
                     if not _retryable(err):
                         raise
-                    # Elasticsearch went away mid-poll: keep what is done, read the rest again
-                    # once it is back (issue #20: the case manager used to exit here).
-                    for tp, offset in unhandled.items():
-                        consumer.seek(tp, offset)
-                    if offsets:
-                        consumer.commit(offsets)
+                    # Elasticsearch went away: read the batch again once it is back (issue #20: the
+                    # case manager used to exit here). What was written already is found again
+                    # as held by its case: the replay changes nothing.
+                    if not handled:
+                        for tp, records in batch.items():
+                            if records:
+                                consumer.seek(tp, records[0].offset)
                     outage.wait(err)
                     continue
-                if offsets:
-                    consumer.commit(offsets)  # every case write above was acknowledged (refresh=wait_for)
         finally:
             consumer.close(autocommit=False)
             if dispatcher is not None:
                 asyncio.run(dispatcher.aclose())
 
 
-_ES_UNAVAILABLE = (_TransportError, _ESConnectionError, _ApiError)
+@dataclass
+class _Routed:
+    index: int  # position in the batch (its outcome)
+    m: EnrichedMention
+    rule: CaseRouteSettings
+
+
+@dataclass
+class _Planned:
+    """A case as this batch will write it: ``seq`` None = a new case (create), else the
+    (seq_no, primary_term) it was read at."""
+    case: Case
+    seq: tuple[int, int] | None
+    members: list[_Routed] = dataclass_field(default_factory=list)
+
+
+def _newest_open(r: _Routed, cases: Iterable[_Planned]) -> _Planned | None:
+    """The open case of the mention's queue by its author or in its thread, newest first, as the
+    search of ``CaseStore.open_case_for`` finds it."""
+    author = r.m.author.pseudonym if r.m.author else None
+    thread = r.m.thread_id
+    matching = [p for p in cases if p.case.queue == r.rule.queue and p.case.state in ("open", "in_progress")
+                and ((author is not None and p.case.author_pseudonym == author)
+                     or (thread is not None and p.case.thread_id == thread))]
+    return max(matching, key=lambda p: p.case.created_at, default=None)
+
+
+class CaseWriteRefused(Exception):
+    """Elasticsearch refused a case in the bulk request (other than a version conflict)."""
+
+    def __init__(self, status_code: int, error: Any):
+        super().__init__(f"Elasticsearch refused a case write ({status_code}): {str(error)[:300]}")
+        self.status_code = status_code
+
+
+_ES_UNAVAILABLE = (_TransportError, _ESConnectionError, _ApiError, CaseWriteRefused)
 
 
 def _retryable(err: Exception) -> bool:
-    return not isinstance(err, _ApiError) or err.status_code in (429, 502, 503, 504)
+    if isinstance(err, (_ApiError, CaseWriteRefused)):
+        return err.status_code in (429, 502, 503, 504)
+    return True
 
 
 class _ElasticsearchOutage:
