@@ -23,7 +23,7 @@ from stimmung.schemas.mention import EnrichedMention, utcnow
 
 from .conftest import PSEUDONYM_KEY, wait_for
 from .inbox_server import InboxServer, csrf_of, error_of, inbox_config, version_of
-from .test_crm import ANNA, BOB, publish, post
+from .test_crm import ANNA, BOB, post, publish
 
 
 @pytest.fixture
