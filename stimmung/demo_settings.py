@@ -143,6 +143,13 @@ def _merge_missing(base: dict[str, Any], extra: dict[str, Any], refresh: Callabl
     return out
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """No &anchors/*aliases for lists that happen to be the same object: people edit this file."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 REFRESHED = {("inbox", "accounts"), ("elasticsearch", "url"), ("kafka", "bootstrap_servers"),
              ("elasticsearch", "retention_days")}
 
@@ -160,6 +167,6 @@ def write_settings_file(values: dict[str, Any], path: Path | None = None) -> Pat
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the demo account's hash
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(HEADER)
-        yaml.safe_dump(merged, fh, sort_keys=False, allow_unicode=True)
+        yaml.dump(merged, fh, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True)
     tmp.replace(path)
     return path
