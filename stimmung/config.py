@@ -2,7 +2,11 @@
 
 Sources, highest priority first: explicit overrides (CLI flags), environment variables
 (``STIMMUNG_`` prefix, ``__`` between nested names, e.g. ``STIMMUNG_KAFKA__BOOTSTRAP_SERVERS``),
-the YAML file named by ``--config`` or ``STIMMUNG_CONFIG``, then the defaults below.
+one YAML file, then the defaults below. The YAML file is the one named by ``--config``, else by
+``STIMMUNG_CONFIG``, else the default settings file ``$XDG_CONFIG_HOME/stimmung/config.yaml``
+(``~/.config/stimmung/config.yaml``) when it exists — where ``stimmung demo`` writes what it
+established (pseudonymisation key file, brands, case routes, inbox account), so later commands
+find them without flags. ``Settings.source_file`` tells which file was read.
 
 Secrets (pseudonymisation key, Elasticsearch credentials) come only from the environment or
 from mounted files (``*_file`` fields); they are ``SecretStr`` so they never show up in logs
@@ -15,7 +19,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from stimmung.connectors.registry import CONNECTORS
@@ -31,6 +35,11 @@ def _default_cache_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/cache/stimmung")
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stimmung"
+
+
+def default_config_path() -> Path:
+    """The settings file read when neither ``--config`` nor ``STIMMUNG_CONFIG`` names one."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "stimmung" / "config.yaml"
 
 
 def _default_state_dir() -> Path:
@@ -511,6 +520,12 @@ class Settings(BaseSettings):
     crm: CRMSettings = CRMSettings()
     inbox: InboxSettings = InboxSettings()
     brands: list[BrandSettings] = Field(default_factory=list, description="Brands to tag mentions with (and to filter sources by)")
+    _source_file: Path | None = PrivateAttr(None)
+
+    @property
+    def source_file(self) -> Path | None:
+        """The YAML file these settings were read from (None: environment and defaults only)."""
+        return self._source_file
 
     @classmethod
     def settings_customise_sources(
@@ -561,35 +576,57 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def settings_file(config_file: str | Path | None = None) -> Path | None:
+    """Which YAML file ``load_settings`` reads: ``config_file`` (``--config``), else
+    ``STIMMUNG_CONFIG``, else the default settings file if it exists, else none. A file named
+    explicitly must exist; an empty ``STIMMUNG_CONFIG`` means "no file, not even the default"."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    named = os.environ.get("STIMMUNG_CONFIG")
+    if named is not None:
+        if not named:
+            return None
+        if not Path(named).is_file():
+            raise ConfigError(f"STIMMUNG_CONFIG names a missing file: {named}")
+        return Path(named)
+    default = default_config_path()
+    return default if default.is_file() else None
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Load settings; raise ConfigError naming each bad field (never a traceback for users)."""
+    path = settings_file(config_file)
     previous = os.environ.get("STIMMUNG_CONFIG")
     try:
-        if config_file is not None:
-            path = Path(config_file)
-            if not path.is_file():
-                raise ConfigError(f"config file not found: {path}")
+        if path is not None:
             os.environ["STIMMUNG_CONFIG"] = str(path)
-        elif previous and not Path(previous).is_file():
-            raise ConfigError(f"STIMMUNG_CONFIG names a missing file: {previous}")
+        else:
+            os.environ.pop("STIMMUNG_CONFIG", None)
         try:
-            return Settings(**overrides)
+            settings = Settings(**overrides)
         except ValidationError as err:
-            raise ConfigError(_format_errors(err)) from None
+            where = f" (in {path} or the environment)" if path else ""
+            raise ConfigError(_format_errors(err) + where) from None
         except Exception as err:  # YAML syntax errors and the like
-            raise ConfigError(f"could not read settings: {err}") from None
+            raise ConfigError(f"could not read settings{f' from {path}' if path else ''}: {err}") from None
+        settings._source_file = path
+        return settings
     finally:
-        if config_file is not None:
-            if previous is None:
-                os.environ.pop("STIMMUNG_CONFIG", None)
-            else:
-                os.environ["STIMMUNG_CONFIG"] = previous
+        if previous is None:
+            os.environ.pop("STIMMUNG_CONFIG", None)
+        else:
+            os.environ["STIMMUNG_CONFIG"] = previous
 
 
 def merge_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
     """Return a copy of settings with nested overrides applied and validated."""
     data = _deep_merge(settings.model_dump(), overrides)
     try:
-        return Settings.model_validate(data)
+        merged = Settings.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(err)) from None
+    merged._source_file = settings.source_file
+    return merged

@@ -52,3 +52,12 @@ def hash_password_cmd() -> None:
     except ValueError as err:
         click.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)
+
+
+@inbox.command("stop")
+@click.pass_obj
+def stop_cmd(obj) -> None:
+    """Stop the inbox that `stimmung demo` started in the background (also done by `stack down`)."""
+    from stimmung.inbox import background
+
+    click.echo(background.stop(obj.settings.stack.state_dir) or "inbox: no background inbox was started")

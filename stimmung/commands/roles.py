@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from stimmung.commands.common import Context
 from stimmung.roles import run_faust_role, run_role
+
+log = logging.getLogger("stimmung")
 
 
 @click.command("privacy-worker")
@@ -27,6 +31,11 @@ def worker(obj: Context) -> None:
 
     s = obj.settings
     pseudonymizer_from_settings(s)  # fail fast, before Kafka, when the key is missing
+    if not s.brands:
+        # Not an error (a worker may only enrich), but replaying tagged data through it strips the
+        # brand tags: say so once, where the operator looks first.
+        log.warning("no brands configured: mentions get no brand tags (set `brands` in the settings file%s)",
+                    f" {s.source_file}" if s.source_file else "")
     run_faust_role(s, build_app, s.pipeline.app_id, s.kafka.topics.raw)
 
 

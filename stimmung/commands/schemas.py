@@ -13,8 +13,16 @@ from stimmung.commands.common import Context, fail, say
 @click.command("config")
 @click.pass_obj
 def show_config(obj: Context) -> None:
-    """Print the effective settings (secrets masked)."""
-    click.echo(json.dumps(obj.settings.model_dump(mode="json"), indent=2))
+    """Print the effective settings (secrets masked) and say which settings file they came from."""
+    from stimmung.config import default_config_path
+
+    settings = obj.settings
+    if settings.source_file is not None:
+        say(f"settings file: {settings.source_file}")
+    else:
+        say(f"settings file: none (defaults and STIMMUNG_* environment; the default file {default_config_path()} "
+            "does not exist)")
+    click.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
 
 
 @click.group()

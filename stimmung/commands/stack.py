@@ -35,9 +35,14 @@ def stack_up(obj: Context, only: tuple[str, ...]) -> None:
 @_only
 @click.pass_obj
 def stack_down(obj: Context, only: tuple[str, ...]) -> None:
-    """Stop the services (data stays in the state folder)."""
+    """Stop the services (data stays in the state folder), and the demo's background inbox."""
+    from stimmung.inbox import background
     from stimmung.localstack import LocalStack
 
+    if not only:  # the inbox needs Elasticsearch: it goes first
+        stopped = background.stop(obj.settings.stack.state_dir)
+        if stopped:
+            click.echo(stopped)
     for line in LocalStack(obj.settings.stack, report=say).down(list(only) or None):
         click.echo(line)
 

@@ -29,7 +29,7 @@ from starlette.templating import Jinja2Templates
 from stimmung.config import ConfigError, Settings, read_secret
 from stimmung.health import HEALTH, beat_forever
 from stimmung.inbox.accounts import Directory
-from stimmung.inbox.present import duration
+from stimmung.inbox.present import duration, enrichment_value
 from stimmung.inbox.store import InboxStore
 from stimmung.inbox.web import INBOX_SIGNINS, Inbox, client_of, csrf_ok, start_session
 
@@ -146,6 +146,7 @@ def make_app(settings: Settings, client: Elasticsearch) -> Starlette:
     store.ensure_audit_index()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["duration"] = duration
+    templates.env.globals["enrichment_value"] = enrichment_value
     inbox = Inbox(settings, directory, store, templates, {})
     inbox.oidc = oidc.client(settings)
     routes = [

@@ -24,6 +24,7 @@ from stimmung.schemas.mention import utcnow
 
 FILTERS = ("state", "priority", "brand", "topic", "language", "sentiment", "assignee", "q", "sort")
 KEPT_FIELDS = ("text", "colleague", "team")
+BULK_ACTIONS = {"claim": "claimed", "assign": "assigned", "close": "closed"}
 
 
 def _inbox(request: Request) -> Inbox:
@@ -87,8 +88,9 @@ async def queue_page(request: Request) -> Response:
              "age": (now - v.case.created_at).total_seconds()} for v in found]
     pages = max(1, -(-total // query.size))
     export_query = request.url.query
+    members = sorted({m for q in query.queues for m in inbox.directory.members(q)})
     response = inbox.render(request, "queue.html", {**context, "rows": rows, "total": total, "page": query.page,
-                                                    "pages": pages, "export_query": export_query})
+                                                    "pages": pages, "export_query": export_query, "members": members})
     INBOX_PAGE_SECONDS.labels(page="queue").observe(time.perf_counter() - started)
     return response
 
@@ -217,15 +219,22 @@ async def bulk(request: Request) -> Response:
         flash(request, "The form expired (security token); nothing was changed.", "error")
         return RedirectResponse(back, 303)
     action = str(form.get("action") or "")
-    if action not in ("claim", "close"):
-        flash(request, "Choose claim or close for the selected cases.", "error")
+    if action not in BULK_ACTIONS:
+        flash(request, "Choose claim, assign or close for the selected cases.", "error")
+        return RedirectResponse(back, 303)
+    if action == "assign" and not str(form.get("colleague") or "").strip():
+        flash(request, "Choose the colleague to assign the selected cases to; nothing was changed.", "error")
         return RedirectResponse(back, 303)
     queues = user.queues(inbox.directory.teams)
     done, problems = 0, []
-    for item in form.getlist("cases"):
+    picked = form.getlist("cases")
+    if not picked:
+        flash(request, "Tick the cases first (or press x on a row); nothing was changed.", "error")
+        return RedirectResponse(back, 303)
+    for item in picked:
         case_id, _, version = str(item).partition("|")
         try:
-            change = _change_for(inbox, user, action, {})
+            change = _change_for(inbox, user, action, {"colleague": form.get("colleague")})
             await run_in_threadpool(inbox.store.change, case_id, version, queues, change)
         except (actions.ActionRefused, Conflict, NotFound, BadQuery) as err:
             problems.append(str(err) if not isinstance(err, NotFound) else f"no case {case_id}")
@@ -237,8 +246,9 @@ async def bulk(request: Request) -> Response:
         done += 1
         INBOX_ACTIONS.labels(action=action, outcome="done").inc()
         await run_in_threadpool(inbox.store.audit, user.username, action, "ok", via=user.via, case_id=case_id,
-                                detail="bulk", client=client_of(request))
-    verb = "claimed" if action == "claim" else "closed"
+                                detail="bulk" + (f" to {form.get('colleague')}" if action == "assign" else ""),
+                                client=client_of(request))
+    verb = BULK_ACTIONS[action] + (f" to {form.get('colleague')}" if action == "assign" else "")
     flash(request, f"{done} case(s) {verb}." + (f" Not changed: {'; '.join(problems)}" if problems else ""),
           "ok" if not problems else "error")
     return RedirectResponse(back, 303)

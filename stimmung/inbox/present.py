@@ -6,7 +6,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
+from typing import Any, Iterable
 from xml.sax.saxutils import escape
 
 from stimmung.schemas.case import Case
@@ -162,3 +162,25 @@ def line_chart(title: str, days: list[str], series: dict[str, list[float | None]
                    f'<text x="{left + n * 100 + 14}" y="{height - 3}">{escape(name)}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def enrichment_value(value: Any, name: str = "") -> str | None:
+    """One enrichment field of a mention document for the case page, whatever shape the enricher
+    gives it — a flag, a score, a label, or ``{label, score}`` / ``{value, score}`` — and None
+    when it has nothing to show (older documents lack the field: no error, no line)."""
+    if value is None or value == {} or value == []:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return f"{value:.2f}"
+    if isinstance(value, str):
+        return value[:80]
+    if isinstance(value, dict):
+        label = value.get("label", value.get("value", value.get("is_complaint", value.get("relevant"))))
+        score = value.get("score", value.get("probability", value.get("confidence")))
+        parts = [enrichment_value(label) if label is not None and label != name else None,
+                 f"{score:.2f}" if isinstance(score, (int, float)) and not isinstance(score, bool) else None]
+        shown = " ".join(p for p in parts if p)
+        return shown or None
+    return None

@@ -64,6 +64,28 @@ def test_compose_settings_file_is_valid_and_points_at_the_compose_services(tmp_p
     assert webhook["ports"] == [f"{settings.connectors.webhook.port}:{settings.connectors.webhook.port}"]
 
 
+def test_compose_runs_the_inbox_with_its_secrets_probes_and_accounts_file(tmp_path):
+    from stimmung.inbox.accounts import load_accounts_file
+
+    doc = compose()
+    settings = load_settings(COMPOSE / "settings.yaml")
+    inbox = doc["services"]["stimmung-inbox"]
+    assert inbox["command"] == ["inbox"] and "crm" in inbox["profiles"]
+    assert inbox["ports"] == [f"127.0.0.1:{settings.inbox.port}:{settings.inbox.port}"], "loopback: TLS proxy in front"
+    probe = " ".join(inbox["healthcheck"]["test"])
+    assert f"127.0.0.1:{settings.inbox.port}/readyz" in probe
+    env = inbox["environment"]
+    assert env["STIMMUNG_INBOX__SESSION_SECRET_FILE"] == "/run/secrets/inbox_session_key"
+    assert env["STIMMUNG_INBOX__ACCOUNTS_FILE"] == "/run/secrets/inbox_accounts"
+    assert doc["secrets"]["inbox_accounts"]["file"] == "./secrets/inbox_accounts.yaml"
+    # the example accounts file has the shape the inbox reads (hashes are placeholders)
+    accounts = load_accounts_file(COMPOSE / "accounts.example.yaml")
+    assert {a.username for a in accounts} >= {"lena", "alice"} and any(a.admin for a in accounts)
+    # the teams the accounts name exist (routes' queues + inbox.teams)
+    teams = {r.queue for r in settings.crm.routes} | set(settings.inbox.teams)
+    assert all(set(a.teams) <= teams for a in accounts)
+
+
 def test_prometheus_scrapes_every_role_and_loads_the_shipped_rules(promtool):
     doc = compose()
     prom = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
@@ -119,7 +141,8 @@ def test_dockerfile_is_multi_stage_non_root_and_builds_the_model_offline():
 def test_deploy_readme_documents_every_values_section():
     readme = (ROOT / "deploy" / "README.md").read_text()
     values = yaml.safe_load((ROOT / "helm" / "stimmung" / "values.yaml").read_text())
-    for section in ("kafka", "elasticsearch", "privacy", "worker", "sink", "connectors", "metrics", "webhook", "networkPolicy"):
+    for section in ("kafka", "elasticsearch", "privacy", "worker", "sink", "connectors", "metrics", "webhook", "networkPolicy",
+                    "inbox"):
         assert f"`{section}" in readme, section
     assert all(Path(ROOT, "deploy", p).exists() for p in re.findall(r"\]\((?!http)([^)#]+)\)", readme)), "broken relative links"
     assert values["privacy"]["pseudonymKeySecret"]["name"]

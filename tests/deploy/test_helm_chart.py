@@ -119,9 +119,13 @@ def test_pods_are_non_root_read_only_with_probes_and_resources(rendered):
         assert pod["automountServiceAccountToken"] is False, name
         assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"]), f"{name}: needs a writable /tmp"
         if doc["kind"] == "Deployment":
+            # the inbox answers its probes on its own HTTP port (its app checks the cases index)
+            port = "http" if c["args"] == ["inbox"] else "metrics"
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
-                assert c[probe]["httpGet"]["path"] == path and c[probe]["httpGet"]["port"] == "metrics", name
-            assert c["args"][0] in {"worker", "sink", "privacy-worker", "webhook", "connect", "alerting", "cases", "consent"}, name
+                assert c[probe]["httpGet"]["path"] == path and c[probe]["httpGet"]["port"] == port, name
+            assert port in {p["name"] for p in c["ports"]}, name
+            assert c["args"][0] in {"worker", "sink", "privacy-worker", "webhook", "connect", "alerting", "cases", "consent",
+                                    "inbox"}, name
 
 
 def test_connectors_are_single_replica_with_their_checkpoint_volume(helm):
@@ -195,7 +199,46 @@ def test_every_secret_file_the_settings_name_is_mounted(rendered, tmp_path):
         assert wanted <= mounted, (doc["metadata"]["name"], wanted - mounted)
 
 
+def test_the_inbox_role_is_deployed_behind_its_ingress_with_its_secrets_and_network_policy(helm, tmp_path):
+    docs = manifests(helm, "production")
+    named = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    deployment = named[("Deployment", "rel-stimmung-inbox")]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    settings, _ = _settings_of(docs, tmp_path)
+    assert container["args"] == ["inbox"] and deployment["spec"]["replicas"] == 2
+    assert {"name": "http", "containerPort": settings.inbox.port} in container["ports"]
+    assert settings.inbox.host == "0.0.0.0" and settings.inbox.cookie_secure is True
+    assert settings.inbox.public_url == "https://inbox.listening.example.com"
+    # secrets only as mounted files, each projected from the Secret the values name
+    mounted = {item["path"]: src["secret"]["name"] for v in pod["volumes"] if v["name"] == "secrets"
+               for src in v["projected"]["sources"] for item in src["secret"]["items"]}
+    for path in (settings.inbox.session_secret_file, settings.inbox.accounts_file, settings.inbox.oidc.client_secret_file):
+        assert str(path).startswith("/etc/stimmung/secrets/") and mounted[Path(path).name] == "stimmung-inbox"
+    service = named[("Service", "rel-stimmung-inbox")]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    ingress = named[("Ingress", "rel-stimmung-inbox")]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "rel-stimmung-inbox", "port": {"name": "http"}}
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"] == "off", "live updates (SSE)"
+    # its own policy: HTTP only from the ingress controller; the shared policy leaves the inbox out
+    policy = named[("NetworkPolicy", "rel-stimmung-inbox")]
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    http_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "http")
+    assert http_rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    shared = named[("NetworkPolicy", "rel-stimmung")]
+    assert {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["inbox"]} in \
+        shared["spec"]["podSelector"]["matchExpressions"]
+    assert ("PodDisruptionBudget", "rel-stimmung-inbox") in named
+    assert not any("inbox" in d["metadata"]["name"] for d in manifests(helm, "default")), "off by default"
+
+
 @pytest.mark.parametrize("bad, message", [
+    (["--set", "inbox.enabled=true", "--set", "settings.crm.routes[0].name=c", "--set", "settings.crm.routes[0].queue=support"],
+     "/inbox/sessionSecret/name"),
+    (["--set", "inbox.enabled=true", "--set", "inbox.sessionSecret.name=stimmung-inbox"], "the inbox has no teams"),
+    (["--set", "inbox.port=0"], "/inbox/port"),
     (["--set", "worker.replicas=-1"], "minimum"),
     (["--set", "wroker.replicas=2"], "additional properties 'wroker' not allowed"),
     (["--set", "kafka.security.protocol=SASL_SSL"], "saslUsername"),

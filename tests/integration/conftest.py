@@ -31,6 +31,9 @@ PORTS = {
 }
 STATE_DIR = Path(os.environ.get("STIMMUNG_TEST_STATE_DIR", "/tmp/stimmung-test/stack"))
 PSEUDONYM_KEY = "integration-test-key-0123456789"
+# No developer's default settings file (~/.config/stimmung/config.yaml, e.g. the demo's) leaks
+# into the tests or the roles they start; tests of that file set XDG_CONFIG_HOME themselves.
+os.environ["XDG_CONFIG_HOME"] = str(STATE_DIR.parent / "no-default-config")
 
 
 def pytest_collection_modifyitems(items):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 import time
 
@@ -318,3 +319,50 @@ def test_a_stale_page_after_a_colleague_acted_is_refused_with_what_happened(inbo
     current, _, _ = stored(s, es, case.case_id)
     assert current.state == "in_progress" and current.resolved_at is None and current.replies == []
     assert [h.action for h in current.history] == ["closed", "reopened"]
+
+
+def test_bulk_claim_assign_and_close_with_stale_rows_reported_not_changed(inbox_settings, es, inbox):
+    s, _ = inbox_settings
+    cases = [seed_case(s, es, f"bulk{n}", f"Nordbahn Erstattung Fall {n}") for n in range(3)]
+    lena = inbox.signed_in("lena")
+    es.indices.refresh(index=s.elasticsearch.cases_index)
+    page = lena.get("/queue/support").text
+    assert '<option>bob</option>' in page, "the colleagues of the queue are offered"
+    versions = {c.case_id: version_of_row(page, c.case_id) for c in cases}
+    picked = [f"{c.case_id}|{versions[c.case_id]}" for c in cases[:2]]
+
+    # no colleague chosen: refused, nothing changed
+    refused = lena.post("/bulk", data={"csrf": csrf_of(page), "back": "/queue/support", "action": "assign",
+                                       "cases": picked}, follow_redirects=True)
+    assert "Choose the colleague" in refused.text
+    assert all(stored(s, es, c.case_id)[0].assignee is None for c in cases)
+
+    done = lena.post("/bulk", data={"csrf": csrf_of(page), "back": "/queue/support", "action": "assign",
+                                    "colleague": "bob", "cases": picked}, follow_redirects=True)
+    assert "2 case(s) assigned to bob." in done.text
+    for c in cases[:2]:
+        current, _, _ = stored(s, es, c.case_id)
+        assert current.assignee == "bob" and current.state == "in_progress"
+        assert [(h.by, h.action, h.detail) for h in current.history] == [("lena", "assigned", "to bob")]
+    assert stored(s, es, cases[2].case_id)[0].assignee is None, "an unticked case is left alone"
+    assert {r["case_id"] for r in audit_records(s, es, action="assign", outcome="ok")} >= {c.case_id for c in cases[:2]}
+
+    # the page lena still has is stale for the two assigned cases: closing them from it is refused
+    # by name, the third (unchanged) closes
+    stale = picked + [f"{cases[2].case_id}|{versions[cases[2].case_id]}"]
+    closed = lena.post("/bulk", data={"csrf": csrf_of(page), "back": "/queue/support", "action": "close",
+                                      "cases": stale}, follow_redirects=True)
+    assert "1 case(s) closed." in closed.text and "Not changed" in closed.text and "lena assigned it" in closed.text
+    assert stored(s, es, cases[2].case_id)[0].state == "done"
+    assert all(stored(s, es, c.case_id)[0].state == "in_progress" for c in cases[:2])
+
+    # a colleague outside the team is refused per case
+    fresh = lena.get("/queue/support").text
+    other = lena.post("/bulk", data={"csrf": csrf_of(fresh), "back": "/queue/support", "action": "assign",
+                                     "colleague": "leo", "cases": [f"{cases[0].case_id}|{version_of_row(fresh, cases[0].case_id)}"]},
+                      follow_redirects=True)
+    assert "0 case(s) assigned to leo." in other.text and "leo is not in the support team" in other.text
+
+
+def version_of_row(html: str, case_id: str) -> str:
+    return re.search(rf'value="{re.escape(case_id)}\|([^"]+)"', html).group(1)

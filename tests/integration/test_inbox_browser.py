@@ -115,3 +115,74 @@ def test_an_agent_works_a_case_in_the_browser_and_another_team_cannot_see_it(con
         browser.save_screenshot(str(IMAGES / "inbox-login.png"))
     finally:
         server.stop()
+
+
+def test_keyboard_shortcuts_move_select_open_claim_and_focus(config, tmp_path, monkeypatch, browser):
+    """j/k move the row cursor, x ticks the row, / focuses the search, Enter opens the case; on
+    the case page c claims, n and r focus the note and reply fields, Esc leaves a field (and a
+    key typed into a field is text, not a shortcut)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    monkeypatch.setenv("STIMMUNG_PRIVACY__PSEUDONYM_KEY", PSEUDONYM_KEY)
+    inbox_config(config)
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(config))
+    s = load_settings(path)
+    es = Elasticsearch(s.elasticsearch.url)
+    ensure_indices(es, s.elasticsearch)
+    for n in range(3):
+        seed_case(s, es, f"k{n}", f"Nordbahn Erstattung Nummer {n}")
+    es.indices.refresh(index=s.elasticsearch.cases_index)
+    server = InboxServer(s, es)
+    try:
+        sign_in(browser, server.url, "alice")
+        body = browser.find_element(By.TAG_NAME, "body")
+        rows = browser.find_elements(By.CSS_SELECTOR, "tr.case-row")
+        assert len(rows) == 3
+        ids = [r.get_attribute("data-case") for r in rows]
+
+        def selected() -> list[str]:
+            return [r.get_attribute("data-case") for r in browser.find_elements(By.CSS_SELECTOR, "tr.case-row.selected")]
+
+        body.send_keys("j")
+        assert selected() == [ids[0]]
+        body.send_keys("j")
+        body.send_keys("j")
+        body.send_keys("j")  # stops at the last row
+        assert selected() == [ids[2]]
+        body.send_keys("k")
+        assert selected() == [ids[1]]
+        body.send_keys("x")
+        ticked = [b.get_attribute("value").split("|")[0] for b in browser.find_elements(By.CSS_SELECTOR, "input[name=cases]")
+                  if b.is_selected()]
+        assert ticked == [ids[1]]
+
+        body.send_keys("/")
+        search = browser.find_element(By.ID, "search")
+        assert browser.switch_to.active_element == search
+        search.send_keys("jx")  # typed into the field: not shortcuts
+        assert search.get_attribute("value") == "jx" and selected() == [ids[1]]
+        search.send_keys(Keys.ESCAPE)
+        assert browser.switch_to.active_element != search
+
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+        WebDriverWait(browser, 10).until(ec.text_to_be_present_in_element((By.ID, "case-id"), ids[1]))
+
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("n")
+        assert browser.switch_to.active_element.get_attribute("id") == "note-text"
+        browser.switch_to.active_element.send_keys("c")  # a 'c' in the note is text
+        assert browser.find_element(By.ID, "assignee").text == "nobody"
+        browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+        browser.find_element(By.TAG_NAME, "body").send_keys("r")
+        assert browser.switch_to.active_element.get_attribute("id") == "reply-text"
+        browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+        browser.find_element(By.TAG_NAME, "body").send_keys("c")
+        WebDriverWait(browser, 10).until(ec.text_to_be_present_in_element((By.ID, "assignee"), "alice"))
+        case, _, _ = stored(s, es, ids[1])
+        assert case.assignee == "alice" and [h.action for h in case.history] == ["claimed"]
+    finally:
+        server.stop()

@@ -88,3 +88,42 @@ def test_a_misspelled_nested_environment_variable_is_refused(monkeypatch):
     monkeypatch.setenv("STIMMUNG_ELASTICSEARCH__ULR", "http://es:9200")
     with pytest.raises(ConfigError, match="elasticsearch.ulr: unknown setting"):
         load_settings()
+
+
+def test_settings_file_lookup_order_flag_then_env_then_default(tmp_path, monkeypatch):
+    from stimmung.config import default_config_path, settings_file
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    default = default_config_path()
+    assert default == tmp_path / "xdg" / "stimmung" / "config.yaml"
+    # nothing anywhere: defaults only, no error
+    assert settings_file() is None and load_settings().source_file is None
+    default.parent.mkdir(parents=True)
+    default.write_text("brands: [{name: Nordbahn, queries: [Nordbahn]}]\n")
+    s = load_settings()
+    assert s.source_file == default and s.brands[0].name == "Nordbahn"
+    named = tmp_path / "named.yaml"
+    named.write_text("brands: [{name: Lumio, queries: [Lumio]}]\n")
+    monkeypatch.setenv("STIMMUNG_CONFIG", str(named))
+    assert load_settings().brands[0].name == "Lumio" and load_settings().source_file == named
+    flagged = tmp_path / "flag.yaml"
+    flagged.write_text("brands: []\n")
+    s = load_settings(flagged)
+    assert s.brands == [] and s.source_file == flagged
+    # an empty STIMMUNG_CONFIG turns the default file off too
+    monkeypatch.setenv("STIMMUNG_CONFIG", "")
+    assert load_settings().brands == [] and load_settings().source_file is None
+    # the environment still wins over the default file
+    monkeypatch.delenv("STIMMUNG_CONFIG")
+    monkeypatch.setenv("STIMMUNG_BRANDS", '[{"name": "Kaufhafen", "queries": ["Kaufhafen"]}]')
+    assert load_settings().brands[0].name == "Kaufhafen"
+
+
+def test_a_broken_default_settings_file_is_named_in_the_error(tmp_path, monkeypatch):
+    from stimmung.config import default_config_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    default_config_path().parent.mkdir(parents=True)
+    default_config_path().write_text("kafka: {bootstrap_server: x:1}\n")
+    with pytest.raises(ConfigError, match="config.yaml"):
+        load_settings()

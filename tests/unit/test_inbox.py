@@ -209,3 +209,42 @@ def test_hash_password_command_prompts_twice_and_refuses_short_passwords():
     assert PasswordHasher().verify(hashed, "correct horse battery")
     short = CliRunner().invoke(inbox, ["hash-password"], input="short\nshort\n")
     assert short.exit_code == 2 and "at least 12" in short.output
+
+
+@pytest.mark.parametrize("value, shown", [
+    (True, "yes"), (False, "no"), (0.8731, "0.87"), ("high", "high"),
+    ({"label": "complaint", "score": 0.91}, "complaint 0.91"), ({"is_complaint": True, "probability": 0.7}, "yes 0.70"),
+    ({"score": 0.42}, "0.42"), (None, None), ({}, None), ([], None),
+])
+def test_enrichment_fields_are_shown_whatever_shape_they_have(value, shown):
+    from stimmung.inbox.present import enrichment_value
+
+    assert enrichment_value(value) == shown
+
+
+def test_the_case_page_shows_complaint_and_relevance_only_when_the_mention_has_them():
+    """Mentions indexed before the enricher had these fields lack them: no line, no error."""
+    from pathlib import Path
+
+    from jinja2 import Environment, FileSystemLoader
+
+    import stimmung.inbox.app as app_module
+    from stimmung.inbox.present import enrichment_value, sla_clock
+    from stimmung.inbox.store import Versioned
+
+    env = Environment(loader=FileSystemLoader(str(Path(app_module.__file__).parent / "templates")), autoescape=True)
+    env.globals.update(duration=duration, enrichment_value=enrichment_value)
+    c = case(mention_ids=["m1", "m2"])
+    base_mention = {"mention_id": "m1", "text": "Nordbahn, wo bleibt die Erstattung?", "platform": "mastodon",
+                    "created_at": "2026-11-24T09:00:00Z", "sentiment": {"label": "negative", "score": 0.9}}
+    enriched = {**base_mention, "mention_id": "m2", "complaint": {"label": "complaint", "score": 0.93}, "relevance": 0.81}
+    html = env.get_template("case.html").render(
+        c=c, v=Versioned(c, 3, 1), clock=sla_clock(c, T0), mentions=[base_mention, enriched], alerts=[],
+        members=["alice"], teams=["support", "legal"], kept={}, kept_action=None, error=None, user=None, csrf="t",
+        flash=[], queues=[], leads=[])
+    assert html.count('class="enrichment"') == 2
+    assert 'data-field="complaint">complaint 0.93<' in html and 'data-field="relevance">relevance 0.81<' in html
+    plain = env.get_template("case.html").render(
+        c=c, v=Versioned(c, 3, 1), clock=sla_clock(c, T0), mentions=[base_mention], alerts=[], members=[], teams=[],
+        kept={}, kept_action=None, error=None, user=None, csrf="t", flash=[], queues=[], leads=[])
+    assert 'class="enrichment"' not in plain

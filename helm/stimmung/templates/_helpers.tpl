@@ -45,6 +45,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- with .Values.elasticsearch.caSecret }}{{ if .name }}{{ $_ := set $refs "elasticsearch-ca.crt" . }}{{ end }}{{ end -}}
 {{- with .Values.kibana.passwordSecret }}{{ if .name }}{{ $_ := set $refs "kibana-password" . }}{{ end }}{{ end -}}
 {{- with .Values.kibana.apiKeySecret }}{{ if .name }}{{ $_ := set $refs "kibana-api-key" . }}{{ end }}{{ end -}}
+{{- if .Values.inbox.enabled }}
+{{- with .Values.inbox.sessionSecret }}{{ if .name }}{{ $_ := set $refs "inbox-session-key" . }}{{ end }}{{ end -}}
+{{- with .Values.inbox.accountsSecret }}{{ if .name }}{{ $_ := set $refs "inbox-accounts.yaml" . }}{{ end }}{{ end -}}
+{{- with .Values.inbox.oidcClientSecret }}{{ if .name }}{{ $_ := set $refs "inbox-oidc-client-secret" . }}{{ end }}{{ end -}}
+{{- end }}
 {{- range $purpose, $ref := .Values.secretFiles }}{{ if $ref.name }}{{ $_ := set $refs $purpose $ref }}{{ end }}{{ end -}}
 {{- toYaml $refs -}}
 {{- end -}}
@@ -80,6 +85,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- if hasKey $refs "pseudonym-key" }}{{ $_ := set $privacy "pseudonym_key_file" (include "stimmung.secretFile" "pseudonym-key") }}{{ end -}}
 {{- $pipeline := dict "app_id" .Values.pipeline.appId -}}
 {{- $generated := dict "log_format" "json" "log_level" .Values.logLevel "kafka" $kafka "elasticsearch" $es "kibana" $kibana "privacy" $privacy "pipeline" $pipeline "metrics" (dict "port" (int .Values.metrics.port) "host" "0.0.0.0") -}}
+{{- if .Values.inbox.enabled -}}
+{{- $inbox := dict "host" "0.0.0.0" "port" (int .Values.inbox.port) "cookie_secure" true -}}
+{{- if .Values.inbox.publicUrl }}{{ $_ := set $inbox "public_url" .Values.inbox.publicUrl }}{{ end -}}
+{{- if hasKey $refs "inbox-session-key" }}{{ $_ := set $inbox "session_secret_file" (include "stimmung.secretFile" "inbox-session-key") }}{{ end -}}
+{{- if hasKey $refs "inbox-accounts.yaml" }}{{ $_ := set $inbox "accounts_file" (include "stimmung.secretFile" "inbox-accounts.yaml") }}{{ end -}}
+{{- if hasKey $refs "inbox-oidc-client-secret" }}{{ $_ := set $inbox "oidc" (dict "client_secret_file" (include "stimmung.secretFile" "inbox-oidc-client-secret")) }}{{ end -}}
+{{- $_ := set $generated "inbox" $inbox -}}
+{{- end -}}
 {{- $merged := mustMergeOverwrite (dict) $generated (deepCopy .Values.settings) -}}
 {{- toYaml $merged -}}
 {{- end -}}
@@ -103,7 +116,7 @@ capabilities:
 {{- end -}}
 
 {{/* One Deployment per role. Args: root, component, args (list), role (values block),
-     extraPorts, extraVolumes, extraMounts, strategy. */}}
+     extraPorts, extraVolumes, extraMounts, strategy, probePort (default: metrics). */}}
 {{- define "stimmung.deployment" -}}
 {{- $root := .root -}}
 {{- $role := .role -}}
@@ -168,18 +181,18 @@ spec:
             {{- end }}
           startupProbe:
             # model loading and the first Kafka/Elasticsearch handshakes can take a while
-            httpGet: {path: /healthz, port: metrics}
+            httpGet: {path: /healthz, port: {{ .probePort | default "metrics" }}}
             periodSeconds: 5
             failureThreshold: {{ $role.startupFailureThreshold | default 36 }}
           livenessProbe:
             # the role's loops have beaten recently (a blocked event loop or a stuck thread fails it)
-            httpGet: {path: /healthz, port: metrics}
+            httpGet: {path: /healthz, port: {{ .probePort | default "metrics" }}}
             periodSeconds: 15
             timeoutSeconds: 5
             failureThreshold: 4
           readinessProbe:
             # its dependencies answer (Kafka producer, Elasticsearch for the sink, the source for connectors)
-            httpGet: {path: /readyz, port: metrics}
+            httpGet: {path: /readyz, port: {{ .probePort | default "metrics" }}}
             periodSeconds: 10
             timeoutSeconds: 5
             failureThreshold: 3
