@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 from stimmung.config import Settings
 
@@ -242,6 +243,9 @@ def _summary(es, index, ids, report, seconds, settings, say, routed: dict[str, i
     oldest = datetime.fromtimestamp(aggs["oldest"]["value"] / 1000, timezone.utc)
     days = max(1, (datetime.now(timezone.utc) - oldest).days + 1)
     say(f"  ./run stimmung search 'Nordbahn AND Verspätung*' --lang de --sentiment negative --since {days}d")
-    say(f"or with Elasticsearch directly: curl -s '{url}/{index}/_search?q=text_de:Verspätung&pretty'")
+    # percent-encoded: a raw "ä" in the query string reaches Elasticsearch mangled (0 hits)
+    say(f"or with Elasticsearch directly: curl -s '{url}/{index}/_search?q={quote('text_de:Verspätung')}&pretty'")
+    say(f"In Kibana (`stimmung kibana import`), the sample's posts are dated from {oldest:%Y-%m-%d}: set the time "
+        f"picker to 'Last {days} days' if the dashboard's default (30 days) does not reach back that far.")
     say("The stack keeps running: `stimmung stack status`, stop it with `stimmung stack down`.")
     say("Without flags, `search author:`, `erase` and `consent` use the demo's key from the settings file.")

@@ -184,7 +184,7 @@ def dashboard(panels: list[tuple[str, str, tuple[int, int, int, int]]]) -> dict[
         "panelsJSON": json.dumps(panel_json),
         "optionsJSON": json.dumps({"useMargins": True, "syncColors": True, "syncCursor": True,
                                    "syncTooltips": False, "hidePanelTitles": False}),
-        "timeRestore": True, "timeFrom": "now-7d", "timeTo": "now",
+        "timeRestore": True, "timeFrom": "now-30d", "timeTo": "now",
         "refreshInterval": {"pause": False, "value": 60000},
         "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "", "language": "kuery"}, "filter": []})},
     }, references)
