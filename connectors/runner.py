@@ -51,6 +51,9 @@ class RunReport:
     last_cursor: Any = None
     privacy_signals: int = 0
     seconds: float = 0.0
+    # What the source could not fetch in its sweeps (a feed answering 404, ...): the source went on
+    # without it, but a one-shot run (`connect --once`, cron) must be able to tell.
+    errors: list[str] = field(default_factory=list)
 
 
 class SourceRunner:
@@ -101,6 +104,7 @@ class SourceRunner:
             while not self._stop.is_set():
                 try:
                     cursor = await self._sweep(cursor, report)
+                    report.errors.extend(getattr(self.source, "sweep_errors", None) or [])
                     backoff.reset()
                     HEALTH.set_ready("source", True)
                     wait = self.source.poll_interval_s

@@ -17,13 +17,17 @@ from stimmung.kafka import DeadLetters, ensure_topics, make_producer
 
 
 def run_import(settings: Settings, path: Path, fmt: str | None, platform: str | None,
-               mapping: dict[str, str], resume: bool, rejects: Path | None, show_progress: bool = True) -> RunReport:
+               mapping: dict[str, str], resume: bool, rejects: Path | None, show_progress: bool = True,
+               delimiter: str | None = None, encoding: str | None = None) -> RunReport:
     """Import one file (shared by `stimmung import` and the demo). Returns the RunReport."""
     columns = {**settings.importer.columns, **mapping}
     if mapping:  # validate the merged mapping through the settings model: clear field errors
         settings = merge_overrides(settings, {"importer": {"columns": columns}})
-    source = FileImportSource(path, columns, platform or settings.importer.platform, fmt,
-                              settings.importer.csv_delimiter)
+    configured = settings.importer.csv_delimiter
+    source = FileImportSource(path, columns, platform or settings.importer.platform, fmt,  # type: ignore[arg-type]
+                              delimiter or (configured if configured != "," else None),
+                              encoding or "utf-8-sig", explicit=frozenset(mapping))
+    source.check_header()  # before Kafka: a wrong mapping or delimiter is reported at once
     ensure_topics(settings.kafka, timeout_s=30)  # a one-shot command: fail clearly, not wait forever
     producer = make_producer(settings.kafka)
     bar = tqdm(desc=f"import {path.name}", unit=" rows", disable=not show_progress, file=sys.stderr)
@@ -44,8 +48,8 @@ def run_import(settings: Settings, path: Path, fmt: str | None, platform: str | 
     finally:
         bar.close()
         producer.close()
-    if rejects is not None:
-        with open(rejects, "w", encoding="utf-8") as fh:
+    if rejects is not None:  # appended: a killed and resumed import keeps every run's rejections
+        with open(rejects, "a", encoding="utf-8") as fh:
             for letter in report.rejections:
                 fh.write(letter.model_dump_json() + "\n")
     return report

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 from pydantic import ValidationError
 
 from stimmung.connectors.base import Fetched, Rejected, Source
-from stimmung.connectors.fileimport.client import Format, read_rows
+from stimmung.connectors.fileimport.client import DEFAULT_ENCODING, Format, ImportFileError, read_header, read_rows
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import Author, Engagement, RawMention
 
@@ -119,20 +119,56 @@ class FileImportSource(Source):
     name = "fileimport"
 
     def __init__(self, path: Path, columns: dict[str, str], default_platform: str = "import",
-                 fmt: Format | None = None, delimiter: str = ","):
+                 fmt: Format | None = None, delimiter: str | None = None, encoding: str = DEFAULT_ENCODING,
+                 explicit: frozenset[str] = frozenset()):
         self.path = Path(path).resolve()
         self.columns = columns
         self.default_platform = default_platform
         self.fmt = fmt
         self.delimiter = delimiter
+        self.encoding = encoding
+        self.explicit = explicit  # fields the user mapped on the command line: their columns must exist
+
+    def check_header(self) -> list[str]:
+        """Before any row is read: the mapped columns exist in a CSV/TSV header (required fields and
+        the ones mapped explicitly), with the columns found and close matches in the error; the
+        delimiter is sniffed from the header when none was given. Returns the header."""
+        import difflib
+
+        from stimmung.connectors.fileimport.client import detect_format
+
+        fmt = self.fmt or detect_format(self.path)
+        if fmt == "jsonl":
+            return []
+        header, self.delimiter = read_header(self.path, fmt, self.delimiter, self.encoding)
+        wanted = {"native_id", "text", "created_at"} | set(self.explicit)
+        missing = []
+        for field in sorted(wanted):
+            column = self.columns.get(field)
+            if column and column not in header:
+                close = difflib.get_close_matches(column, header, n=1, cutoff=0.6)
+                missing.append(f"{field} -> column {column!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if missing:
+            shown = ", ".join(repr(h) for h in header[:30])
+            raise ImportFileError(f"{self.path.name}: the header has no column for " + "; ".join(missing)
+                                  + f". Columns found ({len(header)}, delimiter {self.delimiter!r}): {shown}. "
+                                  "Map them with --map FIELD=COLUMN, or give --delimiter")
+        return header
 
     @property
     def checkpoint_key(self) -> str:
         return f"{self.name}:{self.path}"
 
     def _fingerprint(self) -> str:
+        # The file and how it is read: a run with another mapping, format, delimiter or encoding
+        # (e.g. after a wrong --map rejected every row) starts from the top instead of resuming
+        # behind rows it never published.
+        import hashlib
+        import json as _json
+
         st = os.stat(self.path)
-        return f"{st.st_size}:{st.st_mtime_ns}"
+        how = _json.dumps([sorted(self.columns.items()), self.fmt, self.delimiter, self.encoding])
+        return f"{st.st_size}:{st.st_mtime_ns}:{hashlib.sha256(how.encode()).hexdigest()[:12]}"
 
     async def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         fingerprint = self._fingerprint()
@@ -141,7 +177,7 @@ class FileImportSource(Source):
         # (ids make the repeated rows harmless).
         if isinstance(cursor, dict) and cursor.get("file") == fingerprint:
             skip_to = int(cursor.get("position", 0))
-        for n, row in enumerate(read_rows(self.path, self.fmt, self.delimiter)):
+        for n, row in enumerate(read_rows(self.path, self.fmt, self.delimiter or ",", self.encoding)):
             if n % 500 == 0:
                 await asyncio.sleep(0)  # let the loop breathe on big files
             if row.position <= skip_to:

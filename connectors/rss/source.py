@@ -94,12 +94,14 @@ class RSSSource(Source):
 
     async def fetch(self, cursor: Any | None) -> AsyncIterator[Fetched]:
         self._state = copy.deepcopy(cursor) if cursor else {"feeds": {}}
+        self.sweep_errors: list[str] = []
         for url in self.feeds:
             state = self._state["feeds"].setdefault(url, {"etag": None, "modified": None, "seen": []})
             try:
                 resp = await self.client.fetch(url, state.get("etag"), state.get("modified"))
             except SourceError as err:  # this feed is broken or gone; the others go on
                 log.warning("feed failed", extra={"connector": self.name, "feed": url, "error": str(err)[:300]})
+                self.sweep_errors.append(f"{url}: {err}"[:500])
                 continue
             if resp.not_modified:
                 continue

@@ -24,10 +24,12 @@ log = logging.getLogger("stimmung")
               help="Column mapping override, e.g. --map text=message --map author_handle=user.screen_name")
 @click.option("--resume/--no-resume", default=True, help="Continue an interrupted import of the same file.")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write rejected rows (JSON Lines, with reasons) to this file.")
+              help="Also append rejected rows (JSON Lines, with reasons) to this file.")
+@click.option("--delimiter", default=None, help="CSV field delimiter (default: from the header: , ; tab |).")
+@click.option("--encoding", default=None, help="Text encoding of the file (default utf-8; e.g. cp1252, latin-1).")
 @click.pass_obj
 def import_file(obj: Context, path: Path, fmt: str | None, platform: str | None, maps: tuple[str, ...],
-                resume: bool, rejects: Path | None) -> None:
+                resume: bool, rejects: Path | None, delimiter: str | None, encoding: str | None) -> None:
     """Import a CSV/TSV/JSONL export and publish its rows as raw mentions."""
     from stimmung.connectors.fileimport import ImportFileError
     from stimmung.connectors.fileimport.job import run_import
@@ -39,7 +41,12 @@ def import_file(obj: Context, path: Path, fmt: str | None, platform: str | None,
             fail(f"--map expects FIELD=COLUMN, got {item!r}")
         mapping[field.strip()] = column.strip()
     try:
-        report = run_import(obj.settings, path, fmt, platform, mapping, resume, rejects)
+        if delimiter is not None:
+            delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
+            if len(delimiter) != 1:
+                fail(f"--delimiter takes one character, got {delimiter!r}")
+        report = run_import(obj.settings, path, fmt, platform, mapping, resume, rejects,
+                            delimiter=delimiter, encoding=encoding)
     except ImportFileError as err:
         fail(str(err))
     click.echo(f"published {report.published} mention(s), rejected {report.rejected} row(s) "
@@ -51,6 +58,15 @@ def import_file(obj: Context, path: Path, fmt: str | None, platform: str | None,
     if report.rejected:
         click.echo(f"rejected rows are on the dead-letter topic {obj.settings.kafka.topics.deadletter}"
                    + (f" and in {rejects}" if rejects else ""))
+    # A script must notice an import that imported nothing.
+    if report.published == 0 and report.rejected:
+        fail(f"every row was rejected ({report.rejected}): check the mapping (--map) and the file", code=1)
+    if report.published == 0 and not report.rejected:
+        if resume and report.last_cursor is not None:
+            click.echo("nothing new: the checkpoint says this file was imported with these settings already "
+                       "(--no-resume imports it again)")
+        else:
+            fail("the file has no data rows", code=1)
 
 
 @click.command("connect")
@@ -105,7 +121,9 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool, check: bool) -
     finally:
         producer.close()
     click.echo(json.dumps({"connector": name, "published": report.published, "rejected": report.rejected,
-                           "seconds": round(report.seconds, 1)}))
+                           "seconds": round(report.seconds, 1), "errors": report.errors}))
+    if once and report.errors:  # cron must tell a sweep that could not fetch from one that found nothing new
+        fail(f"{name}: {len(report.errors)} source error(s) in this sweep: " + "; ".join(report.errors[:3]), code=1)
 
 
 @click.command("webhook")

@@ -95,3 +95,49 @@ def test_file_level_errors_are_clear(tmp_path):
 def test_timestamps():
     assert parse_timestamp("2026-11-20T10:00:00Z") == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
     assert parse_timestamp(1763625600) == parse_timestamp("1763625600000")
+
+
+def test_another_mapping_does_not_resume_behind_rows_it_never_published(tmp_path):
+    f = tmp_path / "e.csv"
+    f.write_text("post_id,message,date\n1,a,2026-01-01T00:00:00Z\n2,b,2026-01-01T00:00:00Z\n")
+    wrong = FileImportSource(f, {**COLUMNS, "native_id": "post_id", "text": "msg", "created_at": "date"})
+    rejected = fetch_all(wrong)
+    assert all(i.rejected for i in rejected)
+    right = FileImportSource(f, {**COLUMNS, "native_id": "post_id", "text": "message", "created_at": "date"})
+    assert [i.mention.native_id for i in fetch_all(right, rejected[-1].cursor)] == ["1", "2"]
+
+
+def test_the_header_is_checked_against_the_mapping_and_the_delimiter_sniffed(tmp_path):
+    f = tmp_path / "semicolons.csv"
+    f.write_text("post_id;message;date\n1;Nordbahn wieder zu spät;2026-01-01T00:00:00Z\n")
+    columns = {**COLUMNS, "native_id": "post_id", "text": "message", "created_at": "date"}
+    src = FileImportSource(f, columns, explicit=frozenset({"native_id", "text", "created_at"}))
+    assert src.check_header() == ["post_id", "message", "date"] and src.delimiter == ";"
+    assert [i.mention.text for i in fetch_all(src)] == ["Nordbahn wieder zu spät"]
+    typo = FileImportSource(f, {**columns, "text": "mesage"}, explicit=frozenset({"text"}))
+    with pytest.raises(ImportFileError) as err:
+        typo.check_header()
+    assert "text -> column 'mesage' (did you mean 'message'?)" in str(err.value)
+    assert "'post_id', 'message', 'date'" in str(err.value)
+
+
+def test_a_cp1252_export_names_the_line_and_imports_with_encoding(tmp_path):
+    f = tmp_path / "excel.csv"
+    f.write_bytes("id,text,created_at\n1,Verspätung,2026-01-01T00:00:00Z\n2,fine,2026-01-01T00:00:00Z\n".encode("cp1252"))
+    items = fetch_all(FileImportSource(f, COLUMNS))
+    assert items[0].rejected and "row 1 has bytes that are not valid utf-8-sig" in items[0].rejected.reason
+    assert "--encoding cp1252" in items[0].rejected.reason
+    assert items[1].mention.native_id == "2", "the rest of the file is imported"
+    fixed = fetch_all(FileImportSource(f, COLUMNS, encoding="cp1252"))
+    assert [i.mention.text for i in fixed] == ["Verspätung", "fine"]
+
+
+def test_invalid_utf8_in_jsonl_is_one_rejected_line_on_the_right_line(tmp_path):
+    f = tmp_path / "e.jsonl"
+    good = json.dumps({"id": "1", "text": "ok", "created_at": "2026-01-01T00:00:00Z"}).encode()
+    f.write_bytes(good + b"\n" + b'{"id": "2", "text": "\xff\xfe", "created_at": "2026-01-01T00:00:00Z"}\n'
+                  + good.replace(b'"1"', b'"3"') + b"\n")
+    items = fetch_all(FileImportSource(f, COLUMNS))
+    assert [i.mention.native_id for i in items if i.mention] == ["1", "3"]
+    (bad,) = [i.rejected for i in items if i.rejected]
+    assert "line 2 has bytes" in bad.reason
