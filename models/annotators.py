@@ -77,7 +77,8 @@ class E5Annotator:
 
     def __init__(self, base_dir: Path | None = None, sentiment_file: Path | None = None,
                  taxonomy_file: Path | None = None, batch_size: int = 16, threads: int | None = None,
-                 quantization: str = "none", sentiment: bool = True, topics: bool = True):
+                 quantization: str = "none", sentiment: bool = True, topics: bool = True, heads: bool = True,
+                 heads_dir: Path | None = None):
         from stimmung.models.e5_base import build_base_encoder
 
         if threads:
@@ -89,12 +90,16 @@ class E5Annotator:
         self.want_topics = topics
         self.batch_size = batch_size
         self.versions: dict[str, str] = {}
-        if sentiment:
+        # The trained heads read the fine-tuned top layers' pools, so they need the sentiment file too.
+        self.model_tag = f"{base_dir.name}-none"
+        if sentiment or heads:
             path = Path(sentiment_file) if sentiment_file else DEFAULT_SENTIMENT_FILE
             if not path.is_file():
                 raise FileNotFoundError(f"sentiment model {path} is missing (train it: python -m stimmung.models.train_sentiment)")
             meta = load_sentiment(self.encoder, path)
-            self.versions["sentiment"] = f"{meta.get('model', 'e5-sentiment')}-{_file_digest(path)}"
+            self.model_tag = f"{base_dir.name}-{_file_digest(path)}"
+            if sentiment:
+                self.versions["sentiment"] = f"{meta.get('model', 'e5-sentiment')}-{_file_digest(path)}"
         self.encoder.eval()
         self.encoder = quantized(self.encoder, quantization)
         self.topics: TopicClassifier | None = None

@@ -25,6 +25,22 @@ GERMEVAL_TO_TOPIC = {
     "Sicherheit": "safety",
 }
 
+# The trained aspect head's mapping (train_heads.py): the six above, plus the passenger-information
+# category onto customer service and the on-board product categories onto product quality.
+# Unmapped (no taxonomy aspect fits): Allgemein, Atmosphäre, Image, Reisen_mit_Kindern, QR-Code.
+GERMEVAL_TO_ASPECT = {
+    **GERMEVAL_TO_TOPIC,
+    "Informationen": "customer_service",
+    "Komfort_und_Ausstattung": "product_quality",
+    "Connectivity": "product_quality",
+    "Auslastung_und_Platzangebot": "product_quality",
+    "Toiletten": "product_quality",
+    "Gastronomisches_Angebot": "product_quality",
+    "Barrierefreiheit": "product_quality",
+    "Design": "product_quality",
+    "Gepäck": "product_quality",
+}
+
 
 def germeval_part(doc: GermEvalDoc) -> str:
     """Deterministic carve-out of GermEval dev: 'heldout' (~50%) for reporting, 'tune' for thresholds."""

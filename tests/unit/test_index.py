@@ -62,7 +62,8 @@ def test_missing_analyzers_fall_back_to_standard():
 
 # The mapping as of TEMPLATE_VERSION. Changing mentions_mapping() changes this fingerprint: bump
 # TEMPLATE_VERSION (new writes go to new -v<N>- indices) and then update both numbers here.
-PINNED = {2: "384454499763f258", 3: "8af09e8e475d981b"}  # 3: author contact_id, influence, linked_url
+PINNED = {2: "384454499763f258", 3: "8af09e8e475d981b",  # 3: author contact_id, influence, linked_url
+          4: "de2b9f247d6c12ee"}  # 4: complaint, relevance, aspects, intents (#17)
 
 
 def test_mapping_changes_come_with_a_new_template_version():
