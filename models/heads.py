@@ -237,3 +237,62 @@ def stratified_folds(strata: Sequence, k: int, seed: int) -> np.ndarray:
 def mean_sd(values: Sequence[float]) -> dict:
     v = np.asarray(values, dtype=float)
     return {"mean": round(float(v.mean()), 2), "sd": round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 2)}
+
+
+# ---- the enricher's set of heads -------------------------------------------------------------
+
+BUILTIN_HEADS = ("complaint", "relevance", "aspects", "intents")
+NOT_TOPICS = ("relevance",)  # heads whose labels are not taxonomy topics
+
+
+@dataclass
+class HeadPrediction:
+    scores: dict[str, float]
+    decided: list[str]
+    by_head: dict[str, list[str]]
+
+    def decided_of(self, head: str) -> list[str]:
+        return self.by_head.get(head, [])
+
+
+class HeadSet:
+    """The builtin heads plus the operator's custom ones (a custom label overrides a builtin one)."""
+
+    def __init__(self, heads: list[LinearHead], version: str):
+        self.heads = heads
+        self.version = version
+        self.topic_labels = {label for h in heads if h.name not in NOT_TOPICS for label in h.labels}
+
+    @classmethod
+    def load(cls, builtin_dir: Path, custom_dir: Path | None, model_tag: str) -> "HeadSet":
+        import hashlib
+
+        paths = [Path(builtin_dir) / f"{name}.safetensors" for name in BUILTIN_HEADS]
+        paths = [p for p in paths if p.is_file()]
+        if custom_dir is not None and Path(custom_dir).is_dir():
+            paths += sorted(Path(custom_dir).glob("*.safetensors"))
+        heads, digest = [], hashlib.sha256()
+        for path in paths:
+            head = LinearHead.load(path)
+            trained_for = head.meta.get("pass")
+            if trained_for != model_tag:
+                raise ValueError(f"head {path} was trained on another encoder pass ({trained_for}, this one is "
+                                 f"{model_tag}); retrain it (stimmung models train-labels, or train_heads)")
+            heads.append(head)
+            digest.update(path.read_bytes())
+        return cls(heads, f"{'+'.join(h.name for h in heads) or 'none'}-{digest.hexdigest()[:12]}")
+
+    def predict(self, pools: np.ndarray) -> list[HeadPrediction]:
+        out = [HeadPrediction({}, [], {}) for _ in range(len(pools))]
+        for head in self.heads:
+            probs = head.probabilities(pools)
+            decided = head.decide(probs)
+            for row, pred in enumerate(out):
+                for j, label in enumerate(head.labels):
+                    pred.scores[label] = float(probs[row, j])
+                    if label in pred.decided:
+                        pred.decided.remove(label)
+                    if decided[row, j]:
+                        pred.decided.append(label)
+                pred.by_head[head.name] = [label for j, label in enumerate(head.labels) if decided[row, j]]
+        return out

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stimmung.models.metrics import per_language_f1
 from stimmung.models.heads import (Config, binary_figures, best_threshold, cross_validated_platt,
                                    expected_calibration_error, fit_head, fit_temperature, mean_sd, micro_f1,
                                    out_of_fold_logits, stratified_folds)
@@ -44,7 +45,7 @@ INTENTS = ["question", "praise", "suggestion", "purchase_intent", "churn_threat"
 LAYER_CHOICES = [(8, 12), (6, 9, 12), (4, 8, 10, 12), (12,)]
 
 
-def grid(c_values=(0.25, 1.0, 4.0), layers=LAYER_CHOICES) -> list[Config]:
+def grid(c_values=(0.25, 1.0, 4.0, 16.0), layers=LAYER_CHOICES) -> list[Config]:
     return [Config(l, c, b) for l, c, b in itertools.product(layers, c_values, (False, True))]
 
 
@@ -124,6 +125,12 @@ def train_head(name, labels, pools, y, folds, configs, figure, criterion, macro,
     return head, report, pred
 
 
+def with_pass(head, annotator):
+    """Record which encoder pass (base + sentiment file) the head's features came from."""
+    head.meta["pass"] = annotator.model_tag
+    return head
+
+
 def germeval_targets(docs):
     from stimmung.models.evaluate import GERMEVAL_TO_ASPECT
 
@@ -183,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         temperature = fit_temperature(logits, gold)
         report["sentiment"] = {"temperature": round(temperature, 4), "fitted_on": "UMSAB val (2,592 tweets)",
                                "ece_uncalibrated": expected_calibration_error(raw, gold),
-                               "ece_cv_calibrated": expected_calibration_error(cv_probs, gold)}
+                               "ece_cv_calibrated": expected_calibration_error(cv_probs, gold),
+                               "val_macro_f1_window_128": per_language_f1(val.labels, logits.argmax(1).tolist(), val.languages)}
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "sentiment-calibration.json").write_text(json.dumps({"temperature": round(temperature, 4)}) + "\n")
+        (args.out / "sentiment-calibration.json").write_text(
+            json.dumps({"temperature": round(temperature, 4), "pass": annotator.model_tag}) + "\n")
         log.info("sentiment: %s", json.dumps(report["sentiment"]))
 
     if "complaint" in args.only:
@@ -208,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         rep["cv_en_by_domain_pooled"] = {d: binary_figures(y[en][domains == d].astype(bool), pred[en][domains == d, 0])
                                          for d in sorted(set(domains))}
         report["complaint"] = rep
-        head.save(args.out / "complaint.safetensors")
+        with_pass(head, annotator).save(args.out / "complaint.safetensors")
         heldout["complaint"] = head
 
     if "relevance" in args.only:
@@ -219,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "relevance", ["relevant"], g_pools[tune].astype(np.float32), y, folds, grid(), binary_fig, "accuracy", False,
             {"trained_on": "GermEval 2017 dev tune part (relevance)"}, mapped_fires, np.ones(len(y), bool))
         report["relevance"] = rep
-        head.save(args.out / "relevance.safetensors")
+        with_pass(head, annotator).save(args.out / "relevance.safetensors")
         heldout["relevance"] = head
 
     if "aspects" in args.only:
@@ -235,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "aspects", ASPECTS, pools, y, folds, grid((0.5, 2.0), LAYER_CHOICES[:3]), multilabel_fig(ASPECTS), "micro_f1",
             False, {"trained_on": "GermEval 2017 dev tune part (mapped categories) + taxonomy examples"}, proto, folds >= 0)
         report["aspects"] = rep
-        head.save(args.out / "aspects.safetensors")
+        with_pass(head, annotator).save(args.out / "aspects.safetensors")
         heldout["aspects"] = head
 
     if "intents" in args.only:
@@ -250,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         head = fit_head("intents", INTENTS, pools, y, config, logits, [0.5] * len(INTENTS),
                         {"trained_on": f"{len(written)} written examples (models/train/intents_v1.jsonl) + taxonomy examples",
                          "quality": "not measured: no real labelled data"})
-        head.save(args.out / "intents.safetensors")
+        with_pass(head, annotator).save(args.out / "intents.safetensors")
         report["intents"] = {"config": config.describe(), "examples": len(examples),
                              "quality": "not measured: no real labelled intent data exists"}
 
