@@ -22,13 +22,16 @@ import torch
 
 from stimmung.models.base import Annotations, MentionText
 from stimmung.models.encoder import SharedEncoder, load_base, load_sentiment, token_buckets
+from stimmung.models.features import LONG_TOKENS, TOP_LAYER, WINDOW, encode_pools, topic_embeddings
+from stimmung.models.heads import HeadSet
 from stimmung.models.topics import TopicClassifier, load_taxonomy
-from stimmung.schemas.mention import SentimentResult, TopicScore
+from stimmung.schemas.mention import ComplaintResult, SentimentResult, TopicScore
 
 log = logging.getLogger(__name__)
 
 LABELS = ("negative", "neutral", "positive")
 DEFAULT_SENTIMENT_FILE = Path(__file__).resolve().parent / "sentiment" / "sentiment-head.safetensors"
+DEFAULT_HEADS_DIR = Path(__file__).resolve().parent / "heads"
 
 
 def _file_digest(path: Path) -> str:
@@ -77,7 +80,9 @@ class E5Annotator:
 
     def __init__(self, base_dir: Path | None = None, sentiment_file: Path | None = None,
                  taxonomy_file: Path | None = None, batch_size: int = 16, threads: int | None = None,
-                 quantization: str = "none", sentiment: bool = True, topics: bool = True):
+                 quantization: str = "none", sentiment: bool = True, topics: bool = True, heads: bool = True,
+                 heads_dir: Path | None = None, custom_heads_dir: Path | None = None, long_tokens: int = LONG_TOKENS,
+                 shared_pass: bool = False):
         from stimmung.models.e5_base import build_base_encoder
 
         if threads:
@@ -88,15 +93,27 @@ class E5Annotator:
         self.want_sentiment = sentiment
         self.want_topics = topics
         self.batch_size = batch_size
+        self.long_tokens = long_tokens
+        self.temperature = 1.0
         self.versions: dict[str, str] = {}
-        if sentiment:
+        # The trained heads read the fine-tuned top layers' pools, so they need the sentiment file too
+        # (``shared_pass``: load it for pools alone, e.g. to train a head).
+        self.model_tag = f"{base_dir.name}-none"
+        if sentiment or heads or shared_pass:
             path = Path(sentiment_file) if sentiment_file else DEFAULT_SENTIMENT_FILE
             if not path.is_file():
                 raise FileNotFoundError(f"sentiment model {path} is missing (train it: python -m stimmung.models.train_sentiment)")
             meta = load_sentiment(self.encoder, path)
-            self.versions["sentiment"] = f"{meta.get('model', 'e5-sentiment')}-{_file_digest(path)}"
+            self.model_tag = f"{base_dir.name}-{_file_digest(path)}"
+            if sentiment:
+                self.versions["sentiment"] = f"{meta.get('model', 'e5-sentiment')}-{_file_digest(path)}"
+                self.temperature = sentiment_temperature(Path(heads_dir) if heads_dir else DEFAULT_HEADS_DIR, self.model_tag)
         self.encoder.eval()
         self.encoder = quantized(self.encoder, quantization)
+        self.heads: HeadSet | None = None
+        if heads:
+            self.heads = HeadSet.load(Path(heads_dir) if heads_dir else DEFAULT_HEADS_DIR, custom_heads_dir, self.model_tag)
+            self.versions["heads"] = self.heads.version
         self.topics: TopicClassifier | None = None
         if topics:
             taxonomy = load_taxonomy(taxonomy_file)
@@ -107,9 +124,31 @@ class E5Annotator:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(list(texts), want_sentiment=False)[1]
 
+    def pools(self, texts: Sequence[str]) -> np.ndarray:
+        """The shared pass (features.py): per-layer mean pools, long posts in windows."""
+        return encode_pools(self.encoder, self.tokenizer, texts, bucket=self.batch_size, window=WINDOW,
+                            long_tokens=self.long_tokens)
+
+    def sentiment_probs(self, pools: np.ndarray) -> np.ndarray:
+        """Temperature-scaled (calibrated) sentiment probabilities from the pools."""
+        with torch.inference_mode():
+            logits = self.encoder.sentiment.classifier(torch.from_numpy(pools[:, TOP_LAYER]).float())
+            return torch.softmax(logits / self.temperature, dim=-1).numpy()
+
     def encode(self, texts: list[str], want_sentiment: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+        probs, embs, _ = self.encode_all(texts, want_sentiment)
+        return probs, embs
+
+    def encode_all(self, texts: list[str], want_sentiment: bool = True):
+        """(sentiment probabilities, topic embeddings, pools) from one pass; pools None without the
+        fine-tuned layers (then topics come from e5's own top layers, the two-branch fallback)."""
+        want_embs = self.want_topics or not want_sentiment
+        if self.encoder.single_pass:
+            pools = self.pools(texts)
+            probs = self.sentiment_probs(pools) if want_sentiment else None
+            return probs, (topic_embeddings(self.encoder, pools) if want_embs else None), pools
         probs = np.zeros((len(texts), 3), dtype=np.float32) if want_sentiment else None
-        embs = np.zeros((len(texts), self.encoder.hidden), dtype=np.float32) if self.want_topics or not want_sentiment else None
+        embs = np.zeros((len(texts), self.encoder.hidden), dtype=np.float32) if want_embs else None
         with torch.inference_mode():
             for idx, ids, mask in token_buckets(self.tokenizer, texts, self.batch_size):
                 out = self.encoder(ids, mask, want_sentiment=want_sentiment, want_embeddings=embs is not None)
@@ -117,21 +156,48 @@ class E5Annotator:
                     probs[idx] = out.sentiment_probs.numpy()
                 if embs is not None and out.embeddings is not None:
                     embs[idx] = out.embeddings.numpy()
-        return probs, embs
+        return probs, embs, None
 
     def annotate(self, items: Sequence[MentionText], out: Sequence[Annotations]) -> None:
         unique: dict[str, int] = {}
         for item in items:
             unique.setdefault(item.text, len(unique))
         texts = list(unique)
-        probs, embs = self.encode(texts, want_sentiment=self.want_sentiment)
+        probs, embs, pools = self.encode_all(texts, want_sentiment=self.want_sentiment)
         topic_rows = self.topics.labels_for(embs) if (self.topics is not None and embs is not None) else None
+        heads = self.heads.predict(pools) if (self.heads is not None and pools is not None) else None
         for item, ann in zip(items, out, strict=True):
             row = unique[item.text]
             if probs is not None:
                 ann.sentiment = sentiment_result(probs[row])
-            if topic_rows is not None:
-                ann.topics = [TopicScore(label=label, score=score) for label, score in topic_rows[row]]
+            topics = topic_rows[row] if topic_rows is not None else []
+            if heads is not None:
+                h = heads[row]
+                if "complaint" in h.scores:
+                    p = h.scores["complaint"]
+                    ann.complaint = ComplaintResult(label="complaint" if "complaint" in h.decided else "no_complaint",
+                                                    probability=round(p, 4))
+                if "relevant" in h.scores:
+                    ann.relevance = round(h.scores["relevant"], 4)
+                ann.aspects = [TopicScore(label=label, score=round(h.scores[label], 4)) for label in h.decided_of("aspects")]
+                ann.intents = [TopicScore(label=label, score=round(h.scores[label], 4)) for label in h.decided_of("intents")]
+                # A label with a trained head is decided by the head, not by prototype similarity.
+                topics = [t for t in topics if t[0] not in self.heads.topic_labels]
+                topics += [(label, round(h.scores[label], 4)) for label in h.decided if label in self.heads.topic_labels]
+                topics.sort(key=lambda t: -t[1])
+            if topic_rows is not None or heads is not None:
+                ann.topics = [TopicScore(label=label, score=score) for label, score in topics]
+
+
+def sentiment_temperature(heads_dir: Path, model_tag: str) -> float:
+    """The sentiment temperature fitted by train_heads.py, if it was fitted for this sentiment file."""
+    import json
+
+    path = heads_dir / "sentiment-calibration.json"
+    if not path.is_file():
+        return 1.0
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return float(data["temperature"]) if data.get("pass") == model_tag else 1.0
 
 
 class HFSentimentAnnotator:

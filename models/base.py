@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
-from stimmung.schemas.mention import BrandMatch, SentimentResult, TopicScore
+from stimmung.schemas.mention import BrandMatch, ComplaintResult, SentimentResult, TopicScore
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,10 @@ class Annotations:
     language_source: str = "none"
     sentiment: SentimentResult | None = None
     topics: list[TopicScore] = field(default_factory=list)
+    complaint: ComplaintResult | None = None
+    relevance: float | None = None
+    aspects: list[TopicScore] = field(default_factory=list)
+    intents: list[TopicScore] = field(default_factory=list)
     brands: list[BrandMatch] = field(default_factory=list)
 
 

@@ -137,3 +137,40 @@ def read_topic_jsonl(path: Path) -> list[TopicExample]:
             raise DatasetError(f"{path}:{n}: sentiment {sentiment!r} is not one of {LABELS}")
         out.append(TopicExample(str(row.get("id", n)), row["text"], str(row.get("lang", "")), set(row["topics"]), sentiment))
     return out
+
+
+@dataclass
+class ComplaintRow:
+    id: str
+    text: str
+    complaint: bool
+    domain: str
+
+
+def read_complaints(path: Path) -> list[ComplaintRow]:
+    """CSV with columns ``id,text,complaint[,domain]`` (complaint: 1/0 or true/false)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"missing file {path}")
+    out = []
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("id", "text", "complaint") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}:1: missing column(s) {missing}; header is {reader.fieldnames}")
+        try:
+            for row in reader:
+                line = reader.line_num
+                if None in row or any(row.get(c) is None for c in ("id", "text", "complaint")):
+                    raise DatasetError(f"{path}:{line}: expected {len(reader.fieldnames)} columns")
+                flag = row["complaint"].strip().lower()
+                if flag not in ("0", "1", "true", "false"):
+                    raise DatasetError(f"{path}:{line}: complaint {row['complaint']!r} is not 0/1 or true/false")
+                if not row["text"].strip():
+                    raise DatasetError(f"{path}:{line}: empty text")
+                out.append(ComplaintRow(row["id"], row["text"], flag in ("1", "true"), (row.get("domain") or "").strip()))
+        except csv.Error as err:
+            raise DatasetError(f"{path}:{reader.line_num}: {err}") from None
+    if not out:
+        raise DatasetError(f"{path}: no rows")
+    return out

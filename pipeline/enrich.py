@@ -129,6 +129,10 @@ class MentionEnrichment:
                     language_source=ann.language_source,
                     sentiment=ann.sentiment,
                     topics=ann.topics,
+                    complaint=ann.complaint,
+                    relevance=ann.relevance,
+                    aspects=ann.aspects,
+                    intents=ann.intents,
                     brands=brands,
                     model_versions=versions,
                 )

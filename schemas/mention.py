@@ -126,6 +126,11 @@ class TopicScore(_Strict):
     score: float = Field(ge=0, le=1)
 
 
+class ComplaintResult(_Strict):
+    label: Literal["complaint", "no_complaint"]
+    probability: float = Field(ge=0, le=1, description="Calibrated probability that the post is a complaint")
+
+
 class BrandMatch(_Strict):
     brand: str
     query: str | None = None
@@ -154,6 +159,13 @@ class EnrichedMention(MentionBase):
     language_source: Literal["hint", "model", "none"]
     sentiment: SentimentResult | None = None
     topics: list[TopicScore] = Field(default_factory=list)
+    complaint: ComplaintResult | None = Field(None, description="Trained complaint head (calibrated)")
+    relevance: float | None = Field(None, ge=0, le=1, description=(
+        "Calibrated probability that the post is about the brand at all (a customer voice, not e.g. a news aside)"))
+    aspects: list[TopicScore] = Field(default_factory=list, description=(
+        "What the post is about (delivery, pricing_billing, ...): labels the trained aspect head decides, with probabilities"))
+    intents: list[TopicScore] = Field(default_factory=list, description=(
+        "What the author wants (question, praise, churn_threat, ...): labels the trained intent head decides"))
     brands: list[BrandMatch] = Field(default_factory=list)
     model_versions: dict[str, str] = Field(default_factory=dict)
     enriched_at: AwareDatetime = Field(default_factory=utcnow)

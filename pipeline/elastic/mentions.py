@@ -35,7 +35,7 @@ from stimmung.schemas.mention import EnrichedMention
 
 # Bump whenever mentions_mapping() or the index settings change (tests/unit/test_index.py pins
 # the mapping's fingerprint to this number, so a change cannot slip through unversioned).
-TEMPLATE_VERSION = 3
+TEMPLATE_VERSION = 4
 
 
 def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
@@ -77,6 +77,10 @@ def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
         },
         "topics": {"properties": {"label": keyword, "score": {"type": "float"}}},
         "topic_labels": keyword,
+        "complaint": {"properties": {"label": keyword, "probability": {"type": "float"}}},
+        "relevance": {"type": "float"},
+        "aspects": {"properties": {"label": keyword, "score": {"type": "float"}}},
+        "intents": {"properties": {"label": keyword, "score": {"type": "float"}}},
         "brands": {"properties": {"brand": keyword, "query": keyword}},
         "brand_names": keyword,
         "model_versions": {"type": "object", "dynamic": True},

@@ -13,7 +13,7 @@ from stimmung.commands.common import Context, fail
 
 @click.group()
 def models() -> None:
-    """Offline models: build the base encoder, evaluate sentiment and topics."""
+    """Offline models: build the base encoder, evaluate sentiment, topics and heads, train custom labels."""
 
 
 @models.command("build-base")
@@ -29,10 +29,14 @@ def models_evaluate() -> None:
     """Print the model card's figures for any data in the same layouts."""
 
 
-def _annotator(obj: Context, sentiment: bool, topics: bool):
+def _annotator(obj: Context, sentiment: bool, topics: bool, heads: bool | None = None, shared_pass: bool = False):
     from stimmung.models import builtin_annotator
 
-    return builtin_annotator(obj.settings.models, sentiment=sentiment, topics=topics)
+    try:
+        return builtin_annotator(obj.settings.models, sentiment=sentiment, topics=topics, heads=heads,
+                                 shared_pass=shared_pass)
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
 
 
 def _sentiment_predictor(annotator):
@@ -75,7 +79,7 @@ def models_evaluate_sentiment(obj: Context, umsab: Path | None, tweeteval: Path 
         data = read_umsab(umsab, split) if umsab else read_tweeteval(tweeteval, split)
     except DatasetError as err:
         fail(str(err))
-    result = evaluate_sentiment(data, _sentiment_predictor(_annotator(obj, True, False)))
+    result = evaluate_sentiment(data, _sentiment_predictor(_annotator(obj, True, False, heads=False)))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -85,6 +89,21 @@ def models_evaluate_sentiment(obj: Context, umsab: Path | None, tweeteval: Path 
             click.echo(f"  macro-F1 {lang:<11} {f1:6.2f}")
     else:
         click.echo(f"  macro-recall {result['macro_recall']:6.2f}   macro-F1 {result['macro_f1']['all']:6.2f}")
+    click.echo(f"  calibration error (ECE) {result['ece']:5.2f}")
+
+
+def _scored(annotator, texts):
+    from tqdm import tqdm
+
+    from stimmung.models.evaluate import score_texts
+
+    with tqdm(total=len(texts), desc="encoding", unit=" texts", file=sys.stderr) as bar:
+        return score_texts(annotator, texts, progress=bar.update)
+
+
+def _fig(f: dict) -> str:
+    return (f"precision {f['precision']:6.2f}  recall {f['recall']:6.2f}  F1 {f['f1']:6.2f}  macro-F1 {f['macro_f1']:6.2f}"
+            + (f"  ECE {f['ece']:5.2f}" if "ece" in f else ""))
 
 
 @models_evaluate.command("germeval")
@@ -94,24 +113,95 @@ def models_evaluate_sentiment(obj: Context, umsab: Path | None, tweeteval: Path 
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def models_evaluate_germeval(obj: Context, tsv: Path, part: str, as_json: bool) -> None:
-    """GermEval 2017 TSV: relevance and sentiment micro-F1, topic precision/recall."""
+    """GermEval 2017 TSV: sentiment, relevance, complaint (relevant+negative) and aspect figures;
+    prototype labels as the baseline, calibration error for every head."""
     from stimmung.models.datasets import DatasetError, read_germeval
-    from stimmung.models.evaluate import evaluate_germeval
+    from stimmung.models.evaluate import evaluate_germeval, germeval_select
 
     try:
         docs = read_germeval(tsv)
     except DatasetError as err:
         fail(str(err))
-    annotator = _annotator(obj, True, True)
-
-    result = evaluate_germeval(docs, _sentiment_predictor(annotator), _topic_predictor(annotator), part)
+    annotator = _annotator(obj, True, True, heads=True)
+    result = evaluate_germeval(docs, _scored(annotator, [d.text for d in germeval_select(docs, part)]), part)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"GermEval 2017 ({result['part']}): {result['documents']} documents")
-    click.echo(f"  relevance micro-F1 {result['relevance_micro_f1']:6.2f}")
-    click.echo(f"  sentiment micro-F1 {result['sentiment_micro_f1']:6.2f}")
-    _print_topic_figures(result["topics"])
+    click.echo(f"  sentiment micro-F1 {result['sentiment_micro_f1']:6.2f}  ECE {result['sentiment_ece']:5.2f}")
+    for name in ("relevance", "complaint"):
+        if name in result:
+            click.echo(f"  {name:<10} head      {_fig(result[name])}")
+        click.echo(f"  {name:<10} prototype {_fig(result['prototype'][name])}")
+    if "aspects" in result:
+        a = result["aspects"]
+        click.echo(f"  aspects micro-F1 {a['micro_f1']:6.2f} (prototype {a['prototype_micro_f1']:6.2f})")
+        for label, f in a["labels"].items():
+            click.echo(f"    {label:<17} support {f['support']:4d}  {_fig(f)}  (prototype F1 {f['prototype_f1']:6.2f})")
+
+
+@models_evaluate.command("complaints")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV with columns id,text,complaint[,domain] (complaint 1/0).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_evaluate_complaints(obj: Context, csv_file: Path, as_json: bool) -> None:
+    """Complaint detection: complaint-class precision/recall/F1, macro-F1, calibration error,
+    per domain, with the prototype label as the baseline in the same run."""
+    from stimmung.models.datasets import DatasetError, read_complaints
+    from stimmung.models.evaluate import evaluate_complaints
+
+    try:
+        rows = read_complaints(csv_file)
+    except DatasetError as err:
+        fail(str(err))
+    annotator = _annotator(obj, True, True, heads=True)
+    try:
+        result = evaluate_complaints(rows, _scored(annotator, [r.text for r in rows]))
+    except ValueError as err:
+        fail(str(err))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['examples']} examples")
+    click.echo(f"  head      {_fig(result)}")
+    click.echo(f"  prototype {_fig(result['prototype'])}")
+    for domain, f in result.get("domains", {}).items():
+        click.echo(f"  {domain:<13} head {_fig(f)}   prototype F1 {f['prototype']['f1']:6.2f}")
+
+
+@models.command("train-labels")
+@click.argument("jsonl", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Head name (default: the file's name); the file is <dir>/<name>.safetensors")
+@click.option("--min-examples", default=8, show_default=True, help="Positives (and negatives) a label needs")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_train_labels(obj: Context, jsonl: Path, name: str | None, min_examples: int, as_json: bool) -> None:
+    """Train a head for custom labels from operator-labelled JSONL ('text', 'topics'), on the shared
+    pass, and save it where the enricher finds it (models.custom_heads_dir)."""
+    from stimmung.models import custom_heads_dir
+    from stimmung.models.custom import TrainLabelsError, train_custom_head
+    from stimmung.models.datasets import DatasetError, read_topic_jsonl
+
+    try:
+        examples = read_topic_jsonl(jsonl)
+    except DatasetError as err:
+        fail(str(err))
+    annotator = _annotator(obj, False, False, heads=False, shared_pass=True)
+    target = custom_heads_dir(obj.settings.models) / f"{name or jsonl.stem}.safetensors"
+    try:
+        result = train_custom_head(annotator, examples, target, min_examples=min_examples)
+    except TrainLabelsError as err:
+        fail(f"{jsonl}: {err}")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"saved {result['path']} ({result['examples']} examples, labels: {', '.join(result['labels'])})")
+    for label, f in result["cv"].items():
+        click.echo(f"  {label:<20} {result['folds']}-fold CV on your examples: precision {f['precision']:6.2f} "
+                   f"recall {f['recall']:6.2f} F1 {f['f1']:6.2f}  ECE {f['ece']:5.2f}")
+    for label in result["skipped"]:
+        click.echo(f"  {label}: skipped, fewer than {min_examples} positive or negative examples (keeps the prototype)")
 
 
 def _print_topic_figures(figures: dict) -> None:

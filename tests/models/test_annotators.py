@@ -30,7 +30,28 @@ def test_sentiment_on_clear_cases_and_duplicates_share_one_result(annotator):
     assert out[1].sentiment == out[3].sentiment
     for a in out:
         assert abs(sum(a.sentiment.probabilities.values()) - 1) < 1e-3
-    assert set(annotator.versions) == {"sentiment", "topics"}
+    assert set(annotator.versions) == {"sentiment", "topics", "heads"}
+
+
+def test_trained_heads_fill_complaint_relevance_aspects_and_intents(annotator):
+    texts = ["Seit drei Wochen warte ich auf mein Paket und niemand antwortet auf meine Mails. Unverschämt!",
+             "@AcmeHelp my order arrived broken and support hung up on me twice. Ridiculous.",
+             "Vielen Dank für die schnelle Hilfe, super Service!",
+             "Does the family plan include roaming in Switzerland?",
+             "Die App stürzt bei jeder Überweisung ab, seit dem Update geht gar nichts mehr."]
+    out = [Annotations() for _ in texts]
+    annotator.annotate([MentionText(t) for t in texts], out)
+    assert [a.complaint.label for a in out] == ["complaint", "complaint", "no_complaint", "no_complaint", "complaint"]
+    assert out[0].complaint.probability > 0.8 > 0.2 > out[2].complaint.probability
+    assert all(0 <= a.relevance <= 1 for a in out)
+    assert "praise" in {i.label for i in out[2].intents} and "question" in {i.label for i in out[3].intents}
+    assert "app_website" in {x.label for x in out[4].aspects}
+    for a in out:
+        topics = {t.label for t in a.topics}
+        # labels with a trained head are decided by it, in topics as well as in their own field
+        assert ("complaint" in topics) == (a.complaint.label == "complaint")
+        assert {x.label for x in a.aspects + a.intents} <= topics
+        assert all(0 <= t.score <= 1 for t in a.topics + a.aspects + a.intents)
 
 
 def test_hf_sentiment_model_loads_by_path_and_annotates(tmp_path, base_dir):

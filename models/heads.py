@@ -1,0 +1,298 @@
+"""Trained heads on the shared pass: calibrated linear classifiers over pooled layers.
+
+A head is a set of one-vs-rest logistic regressions (one per label) over the concatenated,
+L2-normalised mean pools of a few layers of the one encoder pass (features.py). Each label's
+logit ``z`` is calibrated by Platt scaling, ``p = sigmoid(a * z + b)``, fitted on out-of-fold
+logits (the model that produced a logit never saw that example), and decided by a threshold
+on the calibrated probability (chosen on out-of-fold predictions of the training data).
+
+A head costs one small matrix product per batch, so every head together adds well under 1 %
+to the encoder pass. Files are safetensors (fp16 weights; labels, layers, calibration and the
+training figures in the metadata), found by the enricher in ``models/heads/`` (builtin) and in
+the operator's custom heads directory (``stimmung models train-labels``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from stimmung.models.features import normalized
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+@dataclass
+class LinearHead:
+    name: str
+    labels: list[str]
+    layers: tuple[int, ...]
+    weight: np.ndarray  # [labels, features]
+    bias: np.ndarray  # [labels]
+    platt: np.ndarray = None  # [labels, 2]: a, b
+    thresholds: np.ndarray = None  # [labels], on calibrated probabilities
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.labels)
+        if self.platt is None:
+            self.platt = np.tile([1.0, 0.0], (n, 1))
+        if self.thresholds is None:
+            self.thresholds = np.full(n, 0.5)
+
+    def logits(self, pools: np.ndarray) -> np.ndarray:
+        return normalized(pools, self.layers) @ self.weight.T + self.bias
+
+    def probabilities(self, pools: np.ndarray) -> np.ndarray:
+        """``[N, labels]`` calibrated probabilities."""
+        return sigmoid(self.logits(pools) * self.platt[:, 0] + self.platt[:, 1])
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        return probs >= self.thresholds
+
+    def save(self, path: Path) -> None:
+        import torch
+        from safetensors.torch import save_file
+
+        tensors = {"weight": torch.from_numpy(np.asarray(self.weight, dtype=np.float16)),
+                   "bias": torch.from_numpy(np.asarray(self.bias, dtype=np.float32)),
+                   "platt": torch.from_numpy(np.asarray(self.platt, dtype=np.float32)),
+                   "thresholds": torch.from_numpy(np.asarray(self.thresholds, dtype=np.float32))}
+        meta = {"name": self.name, "labels": json.dumps(self.labels), "layers": json.dumps(list(self.layers)),
+                **{k: v if isinstance(v, str) else json.dumps(v) for k, v in self.meta.items()}}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: Path) -> "LinearHead":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "np") as fh:
+            meta = dict(fh.metadata() or {})
+            t = {k: fh.get_tensor(k).astype(np.float32) for k in fh.keys()}
+        try:
+            name, labels, layers = meta.pop("name"), json.loads(meta.pop("labels")), tuple(json.loads(meta.pop("layers")))
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{path} is not a head file (metadata: {err})") from None
+        if t["weight"].shape[0] != len(labels):
+            raise ValueError(f"{path}: {t['weight'].shape[0]} weight rows for {len(labels)} labels")
+        return cls(name, labels, layers, t["weight"], t["bias"], t["platt"], t["thresholds"], meta)
+
+
+# ---- fitting -------------------------------------------------------------------------------
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, balanced: bool, sample_weight=None) -> tuple[np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    if y.min() == y.max():  # a fold without positives: a constant logit, no crash
+        return np.zeros(x.shape[1]), (-8.0 if y.max() == 0 else 8.0)
+    lr = LogisticRegression(C=c, class_weight="balanced" if balanced else None, max_iter=3000)
+    lr.fit(x, y, sample_weight=sample_weight)
+    return lr.coef_[0], float(lr.intercept_[0])
+
+
+def fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: minimise the log-loss of sigmoid(a*z + b) (Newton steps, light L2 on a, b)."""
+    a, b = 1.0, 0.0
+    y = y.astype(np.float64)
+    for _ in range(100):
+        p = sigmoid(a * z + b)
+        g = np.array([((p - y) * z).sum() + 1e-3 * a, (p - y).sum() + 1e-3 * b])
+        w = p * (1 - p)
+        h = np.array([[(w * z * z).sum() + 1e-3, (w * z).sum()], [(w * z).sum(), w.sum() + 1e-3]])
+        step = np.linalg.solve(h, g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(a), float(b)
+
+
+def fit_temperature(logits: np.ndarray, gold: np.ndarray) -> float:
+    """Temperature scaling of multi-class logits (one parameter, minimises the NLL)."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        z = z - z.max(1, keepdims=True)
+        return float(-(z[np.arange(len(gold)), gold] - np.log(np.exp(z).sum(1))).mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int = 10) -> float:
+    """ECE in % (equal-width bins). Binary: ``probs`` [N] of the positive class, ``gold`` 0/1;
+    multi-class: ``probs`` [N, K] and ``gold`` class indices (top-label confidence)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    gold = np.asarray(gold)
+    if probs.ndim == 2:
+        confidence, correct = probs.max(1), (probs.argmax(1) == gold).astype(float)
+    else:
+        confidence, correct = probs, gold.astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            total += sel.sum() * abs(confidence[sel].mean() - correct[sel].mean())
+    return round(100 * total / max(1, len(gold)), 2)
+
+
+def best_threshold(probs: np.ndarray, gold: np.ndarray, macro: bool = False) -> float:
+    """The calibrated-probability threshold with the best F1 (or macro-F1 over both classes)."""
+    best = (-1.0, 0.5)
+    for t in np.arange(0.05, 0.951, 0.025):
+        f = binary_figures(gold, probs >= t)["macro_f1" if macro else "f1"]
+        if f > best[0]:
+            best = (f, round(float(t), 3))
+    return best[1]
+
+
+def binary_figures(gold: Sequence[bool], pred: Sequence[bool]) -> dict:
+    """Positive-class precision/recall/F1 and macro-F1 over both classes, in %."""
+    g, p = np.asarray(gold, bool), np.asarray(pred, bool)
+    tp, fp, fn, tn = int((g & p).sum()), int((~g & p).sum()), int((g & ~p).sum()), int((~g & ~p).sum())
+
+    def f1(tp_, fp_, fn_):
+        return 200 * tp_ / (2 * tp_ + fp_ + fn_) if tp_ else 0.0
+
+    return {"support": tp + fn, "precision": round(100 * tp / (tp + fp), 2) if tp + fp else 0.0,
+            "recall": round(100 * tp / (tp + fn), 2) if tp + fn else 0.0, "f1": round(f1(tp, fp, fn), 2),
+            "macro_f1": round((f1(tp, fp, fn) + f1(tn, fn, fp)) / 2, 2), "accuracy": round(100 * (tp + tn) / max(1, len(g)), 2)}
+
+
+def micro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
+    tp, fp, fn = int((gold & pred).sum()), int((~gold & pred).sum()), int((gold & ~pred).sum())
+    return round(200 * tp / (2 * tp + fp + fn), 2) if tp else 0.0
+
+
+@dataclass
+class Config:
+    layers: tuple[int, ...]
+    c: float
+    balanced: bool
+
+    def describe(self) -> str:
+        return f"layers={list(self.layers)} C={self.c} class_weight={'balanced' if self.balanced else 'none'}"
+
+
+def out_of_fold_logits(pools: np.ndarray, y: np.ndarray, folds: np.ndarray, config: Config,
+                       train_mask: np.ndarray | None = None) -> np.ndarray:
+    """``[N, labels]`` logits, each from a model fitted on the other folds (rows outside
+    ``train_mask`` are predicted but never trained on, e.g. auxiliary examples' own folds)."""
+    x = normalized(pools, config.layers)
+    y = y.reshape(len(y), -1)
+    out = np.zeros(y.shape, dtype=np.float64)
+    for fold in np.unique(folds[folds >= 0]):
+        fit_rows = folds != fold
+        if train_mask is not None:
+            fit_rows &= train_mask | (folds < 0)
+        for j in range(y.shape[1]):
+            w, b = fit_logistic(x[fit_rows], y[fit_rows, j], config.c, config.balanced)
+            out[folds == fold, j] = x[folds == fold] @ w + b
+    return out
+
+
+def cross_validated_platt(logits: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Calibrated out-of-fold probabilities: each fold's Platt map fitted on the other folds' logits."""
+    probs = np.zeros_like(logits)
+    for fold in np.unique(folds):
+        rest = folds != fold
+        a, b = fit_platt(logits[rest], y[rest])
+        probs[folds == fold] = sigmoid(a * logits[folds == fold] + b)
+    return probs
+
+
+def fit_head(name: str, labels: list[str], pools: np.ndarray, y: np.ndarray, config: Config,
+             oof_logits: np.ndarray, thresholds: Sequence[float], meta: dict) -> LinearHead:
+    """The final head: fitted on all rows; Platt maps from the out-of-fold logits."""
+    x = normalized(pools, config.layers)
+    y = y.reshape(len(y), -1)
+    weights, biases, platt = [], [], []
+    for j in range(len(labels)):
+        w, b = fit_logistic(x, y[:, j], config.c, config.balanced)
+        weights.append(w)
+        biases.append(b)
+        platt.append(fit_platt(oof_logits[:, j], y[:, j]))
+    return LinearHead(name, labels, config.layers, np.array(weights, dtype=np.float32), np.array(biases, dtype=np.float32),
+                      np.array(platt), np.asarray(thresholds, dtype=np.float64), dict(meta, config=config.describe()))
+
+
+def stratified_folds(strata: Sequence, k: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedKFold
+
+    strata = np.asarray([str(s) for s in strata])
+    folds = np.zeros(len(strata), dtype=int)
+    for i, (_, test) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed).split(strata, strata)):
+        folds[test] = i
+    return folds
+
+
+def mean_sd(values: Sequence[float]) -> dict:
+    v = np.asarray(values, dtype=float)
+    return {"mean": round(float(v.mean()), 2), "sd": round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 2)}
+
+
+# ---- the enricher's set of heads -------------------------------------------------------------
+
+BUILTIN_HEADS = ("complaint", "relevance", "aspects", "intents")
+NOT_TOPICS = ("relevance",)  # heads whose labels are not taxonomy topics
+
+
+@dataclass
+class HeadPrediction:
+    scores: dict[str, float]
+    decided: list[str]
+    by_head: dict[str, list[str]]
+
+    def decided_of(self, head: str) -> list[str]:
+        return self.by_head.get(head, [])
+
+
+class HeadSet:
+    """The builtin heads plus the operator's custom ones (a custom label overrides a builtin one)."""
+
+    def __init__(self, heads: list[LinearHead], version: str):
+        self.heads = heads
+        self.version = version
+        self.topic_labels = {label for h in heads if h.name not in NOT_TOPICS for label in h.labels}
+
+    @classmethod
+    def load(cls, builtin_dir: Path, custom_dir: Path | None, model_tag: str) -> "HeadSet":
+        import hashlib
+
+        paths = [Path(builtin_dir) / f"{name}.safetensors" for name in BUILTIN_HEADS]
+        paths = [p for p in paths if p.is_file()]
+        if custom_dir is not None and Path(custom_dir).is_dir():
+            paths += sorted(Path(custom_dir).glob("*.safetensors"))
+        heads, digest = [], hashlib.sha256()
+        for path in paths:
+            head = LinearHead.load(path)
+            trained_for = head.meta.get("pass")
+            if trained_for != model_tag:
+                raise ValueError(f"head {path} was trained on another encoder pass ({trained_for}, this one is "
+                                 f"{model_tag}); retrain it (stimmung models train-labels, or train_heads)")
+            heads.append(head)
+            digest.update(path.read_bytes())
+        return cls(heads, f"{'+'.join(h.name for h in heads) or 'none'}-{digest.hexdigest()[:12]}")
+
+    def predict(self, pools: np.ndarray) -> list[HeadPrediction]:
+        out = [HeadPrediction({}, [], {}) for _ in range(len(pools))]
+        for head in self.heads:
+            probs = head.probabilities(pools)
+            decided = head.decide(probs)
+            for row, pred in enumerate(out):
+                for j, label in enumerate(head.labels):
+                    pred.scores[label] = float(probs[row, j])
+                    if label in pred.decided:
+                        pred.decided.remove(label)
+                    if decided[row, j]:
+                        pred.decided.append(label)
+                pred.by_head[head.name] = [label for j, label in enumerate(head.labels) if decided[row, j]]
+        return out

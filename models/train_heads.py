@@ -1,0 +1,304 @@
+"""Train the heads on the shared pass: complaint, relevance, aspects, intents (+ sentiment temperature).
+
+    OMP_NUM_THREADS=1 python -m stimmung.models.train_heads --data ../shared/data --out models/heads
+
+Data and selection (details and figures in models/README.md):
+
+* complaint: complaints/train.csv (English, gold) + the *tune* part of GermEval 2017 dev (German,
+  weak label: relevant and negative = complaint);
+* relevance: GermEval tune (relevance column);
+* aspects: GermEval tune, categories mapped by ``GERMEVAL_TO_ASPECT`` (evaluate.py), plus the
+  taxonomy's examples of those labels as extra training rows (never evaluated on);
+* intents: written examples (``models/train/intents_v1.jsonl``) + the taxonomy's examples; no
+  quality figure is computed for them (no real labelled data exists);
+* sentiment: one temperature, fitted on UMSAB val (which the sentiment layers never trained on).
+
+Each head's configuration (pooled layers, C, class weights) is chosen by stratified k-fold
+cross-validation on its training rows only; figures are the mean and sd over the folds, with the
+prototype labels (taxonomy similarity) scored on the same folds as the baseline. Platt maps and
+decision thresholds are fitted on out-of-fold predictions (for each reported fold: on the other
+folds). GermEval's *held-out* part is scored once, at the end, by the chosen heads: never used
+for selection. Runs on cached pools (feature_cache.py); never part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stimmung.models.metrics import per_language_f1
+from stimmung.models.heads import (Config, binary_figures, best_threshold, cross_validated_platt,
+                                   expected_calibration_error, fit_head, fit_temperature, mean_sd, micro_f1,
+                                   out_of_fold_logits, stratified_folds)
+
+log = logging.getLogger("train_heads")
+HERE = Path(__file__).resolve().parent
+ASPECTS = ["delivery", "pricing_billing", "product_quality", "customer_service", "app_website", "outage", "safety"]
+INTENTS = ["question", "praise", "suggestion", "purchase_intent", "churn_threat", "spam"]
+LAYER_CHOICES = [(8, 12), (6, 9, 12), (4, 8, 10, 12), (12,)]
+
+
+def grid(c_values=(0.25, 1.0, 4.0, 16.0), layers=LAYER_CHOICES) -> list[Config]:
+    return [Config(l, c, b) for l, c, b in itertools.product(layers, c_values, (False, True))]
+
+
+def fold_thresholds(probs: np.ndarray, y: np.ndarray, folds: np.ndarray, macro: bool) -> np.ndarray:
+    """Per reported fold, per label: the best threshold on the *other* folds' out-of-fold probabilities."""
+    out = np.zeros(probs.shape)
+    for fold in np.unique(folds[folds >= 0]):
+        rest = (folds != fold) & (folds >= 0)
+        for j in range(probs.shape[1]):
+            out[folds == fold, j] = best_threshold(probs[rest, j], y[rest, j].astype(bool), macro)
+    return out
+
+
+def cross_validate(pools, y, folds, configs, figure, criterion: str, macro_threshold: bool, eval_rows):
+    """Score every config by k-fold CV; return (best config, its out-of-fold logits, per-config scores)."""
+    results = []
+    for config in configs:
+        started = time.monotonic()
+        logits = out_of_fold_logits(pools, y, folds, config)
+        _, pred = calibrated_predictions(logits, y, folds, macro_threshold)
+        score = fold_figures(y, pred, folds, eval_rows, figure)[criterion]["mean"]
+        results.append((score, config, logits))
+        log.info("%s: CV %s %.2f (%.0fs)", config.describe(), criterion, score, time.monotonic() - started)
+    best = max(results, key=lambda r: r[0])
+    return best[1], best[2], {r[1].describe(): r[0] for r in results}
+
+
+def calibrated_predictions(logits, y, folds, macro_threshold):
+    probs = np.zeros_like(logits)
+    rows = folds >= 0
+    for j in range(y.shape[1]):
+        probs[rows, j] = cross_validated_platt(logits[rows, j], y[rows, j], folds[rows])
+    thresholds = np.full(probs.shape, 0.5)
+    thresholds[rows] = fold_thresholds(probs[rows], y[rows], folds[rows], macro_threshold)
+    return probs, probs >= thresholds
+
+
+def prototype_scores(annotator, pools: np.ndarray, labels: list[str]) -> np.ndarray:
+    from stimmung.models.features import topic_embeddings
+
+    scores = annotator.topics.scores(topic_embeddings(annotator.encoder, pools))
+    names = annotator.topics.taxonomy.names
+    return np.stack([scores[:, names.index(label)] for label in labels], axis=1)
+
+
+def fold_figures(y, pred, folds, rows, figure) -> dict:
+    values = [figure(y[(folds == f) & rows], pred[(folds == f) & rows]) for f in np.unique(folds[folds >= 0])]
+    return {k: mean_sd([v[k] for v in values]) for k in values[0]}
+
+
+def binary_fig(y, pred):
+    return binary_figures(y[:, 0].astype(bool), pred[:, 0])
+
+
+def multilabel_fig(labels):
+    def figure(y, pred):
+        out = {"micro_f1": micro_f1(y.astype(bool), pred)}
+        out.update({f"{label}_f1": binary_figures(y[:, j].astype(bool), pred[:, j])["f1"] for j, label in enumerate(labels)})
+        return out
+    return figure
+
+
+def train_head(name, labels, pools, y, folds, configs, figure, criterion, macro, meta, baseline_pred, eval_rows):
+    """Select by CV, report CV figures (head and prototype baseline), fit the final head.
+
+    Returns (head, report, out-of-fold predictions of the chosen config)."""
+    y = y.reshape(len(y), -1).astype(int)
+    config, logits, grid_scores = cross_validate(pools, y, folds, configs, figure, criterion, macro, eval_rows)
+    probs, pred = calibrated_predictions(logits, y, folds, macro)
+    rows = eval_rows & (folds >= 0)
+    report = {"config": config.describe(), "selected_by": f"CV mean {criterion}", "grid": grid_scores,
+              "cv": {"head": fold_figures(y, pred, folds, rows, figure),
+                     "prototype": fold_figures(y, baseline_pred.reshape(len(y), -1), folds, rows, figure)},
+              "cv_ece": {label: expected_calibration_error(probs[rows, j], y[rows, j]) for j, label in enumerate(labels)}}
+    thresholds = [best_threshold(probs[rows, j], y[rows, j].astype(bool), macro) for j in range(len(labels))]
+    head = fit_head(name, labels, pools, y, config, logits, thresholds, meta)
+    return head, report, pred
+
+
+def with_pass(head, annotator):
+    """Record which encoder pass (base + sentiment file) the head's features came from."""
+    head.meta["pass"] = annotator.model_tag
+    return head
+
+
+def germeval_targets(docs):
+    from stimmung.models.evaluate import GERMEVAL_TO_ASPECT
+
+    relevant = np.array([d.relevant for d in docs])
+    complaint = np.array([d.relevant and d.sentiment == "negative" for d in docs])
+    aspects = np.array([[any(GERMEVAL_TO_ASPECT.get(c) == a for c in d.categories) for a in ASPECTS] for d in docs])
+    return relevant, complaint, aspects
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from stimmung.models.annotators import E5Annotator
+    from stimmung.models.datasets import read_complaints, read_germeval, read_topic_jsonl, read_umsab
+    from stimmung.models.evaluate import germeval_part
+    from stimmung.models.feature_cache import DEFAULT_CACHE, PoolCache
+    from stimmung.models.features import LONG_TOKENS, TOP_LAYER
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    p.add_argument("--out", type=Path, default=HERE / "heads")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--seed", type=int, default=17)
+    p.add_argument("--only", nargs="*", default=["sentiment", "complaint", "relevance", "aspects", "intents"])
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    torch.set_num_threads(1)
+    annotator = E5Annotator(topics=True, heads=False)
+    cache = PoolCache(annotator, args.cache)
+    report_path = args.out / "train-report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report["protocol"] = (f"{args.folds}-fold stratified CV (seed {args.seed}) on training rows only; figures are mean and sd "
+                          "over folds; thresholds and Platt maps per fold fitted on the other folds' out-of-fold predictions")
+    docs = read_germeval(args.data / "germeval2017" / "dev.tsv")
+    g_pools = cache.pools("germeval-dev", [d.text for d in docs])
+    g_long = cache.pools("germeval-dev", [d.text for d in docs], long_tokens=LONG_TOKENS)
+    tune = np.array([germeval_part(d) == "tune" for d in docs])
+    g_rel, g_comp, g_asp = germeval_targets(docs)
+    taxonomy = annotator.topics.taxonomy
+    heldout = {}
+
+    if "sentiment" in args.only:
+        val = read_umsab(args.data / "umsab", "val")
+        v_pools = cache.pools("umsab-val", val.texts)
+        with torch.inference_mode():
+            logits = annotator.encoder.sentiment.classifier(torch.from_numpy(v_pools[:, TOP_LAYER]).float()).numpy()
+        gold = np.array(val.labels)
+        folds = stratified_folds([f"{l}{g}" for l, g in zip(val.languages, gold)], args.folds, args.seed)
+        cv_probs = np.zeros_like(logits)
+        for f in range(args.folds):
+            t = fit_temperature(logits[folds != f], gold[folds != f])
+            z = logits[folds == f] / t
+            cv_probs[folds == f] = np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+        raw = np.exp(logits - logits.max(1, keepdims=True))
+        raw /= raw.sum(1, keepdims=True)
+        temperature = fit_temperature(logits, gold)
+        report["sentiment"] = {"temperature": round(temperature, 4), "fitted_on": "UMSAB val (2,592 tweets)",
+                               "ece_uncalibrated": expected_calibration_error(raw, gold),
+                               "ece_cv_calibrated": expected_calibration_error(cv_probs, gold),
+                               "val_macro_f1_window_128": per_language_f1(val.labels, logits.argmax(1).tolist(), val.languages)}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "sentiment-calibration.json").write_text(
+            json.dumps({"temperature": round(temperature, 4), "pass": annotator.model_tag}) + "\n")
+        log.info("sentiment: %s", json.dumps(report["sentiment"]))
+
+    if "complaint" in args.only:
+        rows = read_complaints(args.data / "complaints" / "train.csv")
+        c_pools = cache.pools("complaints-train", [r.text for r in rows])
+        pools = np.concatenate([c_pools, g_pools[tune]]).astype(np.float32)
+        y = np.concatenate([[r.complaint for r in rows], g_comp[tune]]).astype(int)
+        source = np.array(["en"] * len(rows) + ["de"] * int(tune.sum()))
+        folds = stratified_folds([f"{s}{v}" for s, v in zip(source, y)], args.folds, args.seed)
+        proto = prototype_scores(annotator, pools, ["complaint"]) >= 0.5
+        head, rep, pred = train_head(
+            "complaint", ["complaint"], pools, y, folds, grid(), binary_fig, "macro_f1", True,
+            {"trained_on": "complaints/train.csv (en, gold) + GermEval 2017 dev tune part (de, weak: relevant+negative)"},
+            proto, np.ones(len(y), bool))
+        for lang in ("en", "de"):
+            rep["cv"][f"head_{lang}"] = fold_figures(y.reshape(-1, 1), pred, folds, source == lang, binary_fig)
+            rep["cv"][f"prototype_{lang}"] = fold_figures(y.reshape(-1, 1), proto, folds, source == lang, binary_fig)
+        en = source == "en"
+        domains = np.array([r.domain for r in rows])
+        rep["cv_en_by_domain_pooled"] = {d: binary_figures(y[en][domains == d].astype(bool), pred[en][domains == d, 0])
+                                         for d in sorted(set(domains))}
+        report["complaint"] = rep
+        with_pass(head, annotator).save(args.out / "complaint.safetensors")
+        heldout["complaint"] = head
+
+    if "relevance" in args.only:
+        y = g_rel[tune].astype(int)
+        folds = stratified_folds(y, args.folds, args.seed)
+        mapped_fires = prototype_scores(annotator, g_pools[tune].astype(np.float32), ASPECTS).max(1) >= 0.5
+        head, rep, _ = train_head(
+            "relevance", ["relevant"], g_pools[tune].astype(np.float32), y, folds, grid(), binary_fig, "accuracy", False,
+            {"trained_on": "GermEval 2017 dev tune part (relevance)"}, mapped_fires, np.ones(len(y), bool))
+        report["relevance"] = rep
+        with_pass(head, annotator).save(args.out / "relevance.safetensors")
+        heldout["relevance"] = head
+
+    if "aspects" in args.only:
+        examples = [(e, l) for l in taxonomy.labels for e in (l.description, *l.examples)]
+        t_pools = cache.pools("taxonomy-examples", [e for e, _ in examples])
+        t_y = np.array([[l.name == a for a in ASPECTS] for _, l in examples])
+        pools = np.concatenate([g_pools[tune], t_pools]).astype(np.float32)
+        y = np.concatenate([g_asp[tune], t_y]).astype(int)
+        folds = np.concatenate([stratified_folds(g_asp[tune].argmax(1) * g_asp[tune].any(1), args.folds, args.seed),
+                                np.full(len(examples), -1)])
+        proto = prototype_scores(annotator, pools, ASPECTS) >= 0.5
+        head, rep, _ = train_head(
+            "aspects", ASPECTS, pools, y, folds, grid((0.5, 2.0), LAYER_CHOICES[:3]), multilabel_fig(ASPECTS), "micro_f1",
+            False, {"trained_on": "GermEval 2017 dev tune part (mapped categories) + taxonomy examples"}, proto, folds >= 0)
+        report["aspects"] = rep
+        with_pass(head, annotator).save(args.out / "aspects.safetensors")
+        heldout["aspects"] = head
+
+    if "intents" in args.only:
+        written = read_topic_jsonl(HERE / "train" / "intents_v1.jsonl")
+        examples = [(e, {l.name}) for l in taxonomy.labels for e in (l.description, *l.examples)]
+        examples += [(w.text, w.topics) for w in written]
+        pools = cache.pools("intent-examples", [t for t, _ in examples]).astype(np.float32)
+        y = np.array([[i in labels for i in INTENTS] for _, labels in examples]).astype(int)
+        folds = stratified_folds(y.argmax(1) * y.any(1), 5, args.seed)
+        config = Config((8, 12), 1.0, True)  # fixed: selecting on written data would only fit our writing
+        logits = out_of_fold_logits(pools, y, folds, config)
+        head = fit_head("intents", INTENTS, pools, y, config, logits, [0.5] * len(INTENTS),
+                        {"trained_on": f"{len(written)} written examples (models/train/intents_v1.jsonl) + taxonomy examples",
+                         "quality": "not measured: no real labelled data"})
+        with_pass(head, annotator).save(args.out / "intents.safetensors")
+        report["intents"] = {"config": config.describe(), "examples": len(examples),
+                             "quality": "not measured: no real labelled intent data exists"}
+
+    report["germeval_heldout"] = germeval_heldout(annotator, heldout, docs, g_pools, g_long, ~tune,
+                                                  (g_rel, g_comp, g_asp), report.get("germeval_heldout", {}))
+    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(report.get("germeval_heldout"), indent=2))
+    return 0
+
+
+def germeval_heldout(annotator, heads, docs, g_pools, g_long, rows, targets, previous) -> dict:
+    """The final figures (scored once, after selection) for 128-token head+tail and 512-token windows."""
+    from stimmung.models.features import sentiment_probs
+
+    out = dict(previous)
+    gold = dict(zip(("relevance", "complaint", "aspects"), (t[rows] for t in targets)))
+    for variant, pools in (("head_tail_128", g_pools[rows]), ("windows_512", g_long[rows])):
+        pools = pools.astype(np.float32)
+        fig = out.setdefault(variant, {"documents": int(rows.sum())})
+        sentiment = sentiment_probs(annotator.encoder, pools).argmax(1)
+        fig["sentiment_micro_f1"] = round(100 * float(np.mean([("negative", "neutral", "positive")[s] == d.sentiment
+                                                                for s, d in zip(sentiment, np.array(docs, dtype=object)[rows])])), 2)
+        proto = prototype_scores(annotator, pools, ASPECTS + ["complaint"]) >= 0.5
+        baseline = {"aspects": proto[:, :-1], "complaint": proto[:, -1:], "relevance": proto[:, :-1].any(1, keepdims=True)}
+        fig["prototype"] = {"relevance": binary_figures(gold["relevance"], baseline["relevance"][:, 0]),
+                            "complaint": binary_figures(gold["complaint"], baseline["complaint"][:, 0]),
+                            "aspects_micro_f1": micro_f1(gold["aspects"], baseline["aspects"])}
+        for name, head in heads.items():
+            probs = head.probabilities(pools)
+            pred = head.decide(probs)
+            g = gold[name].reshape(len(pools), -1)
+            if name == "aspects":
+                fig[name] = {"micro_f1": micro_f1(g, pred), "ece": {l: expected_calibration_error(probs[:, j], g[:, j])
+                                                                   for j, l in enumerate(head.labels)},
+                             "labels": {l: binary_figures(g[:, j], pred[:, j]) for j, l in enumerate(head.labels)}}
+            else:
+                fig[name] = dict(binary_figures(g[:, 0], pred[:, 0]), ece=expected_calibration_error(probs[:, 0], g[:, 0]))
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
