@@ -139,7 +139,7 @@ def sign_in(url: str) -> httpx.Client:
             break
         except httpx.TransportError:
             if time.monotonic() > deadline:
-                raise SystemExit("the inbox did not start within 60 s")
+                raise SystemExit("the inbox did not start within 60 s") from None
             time.sleep(0.5)
     token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     answer = client.post("/login", data={"csrf": token, "username": "agent", "password": PASSWORD})

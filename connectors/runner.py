@@ -11,18 +11,18 @@ import asyncio
 import json
 import logging
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from kafka import KafkaProducer
 
+from stimmung.brandquery import BrandTagger, Target
 from stimmung.connectors.base import Fetched, Source
 from stimmung.connectors.checkpoints import CheckpointStore
+from stimmung.connectors.http import SourceUnavailable
 from stimmung.health import HEALTH, beat_forever
 from stimmung.kafka import DeadLetters, confirm_sent
-from stimmung.brandquery import BrandTagger, Target
-from stimmung.connectors.http import SourceUnavailable
 from stimmung.metrics import CONNECTOR_FILTERED, CONNECTOR_LAG, MENTIONS_FETCHED, MENTIONS_PUBLISHED
 from stimmung.retry import Backoff
 from stimmung.schemas.deadletter import DeadLetter
@@ -178,6 +178,7 @@ class SourceRunner:
             pending.mentions.append(self.producer.send(self.raw_topic, key=mention.mention_id.encode(), value=value))
         else:
             rej = item.rejected
+            assert rej is not None  # a Fetched carries a mention or a rejection
             letter = DeadLetter(
                 stage="connector",
                 reason=rej.reason,

@@ -15,8 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from stimmung.models.heads import (Config, best_threshold, binary_figures, cross_validated_platt,
-                                   expected_calibration_error, fit_head, out_of_fold_logits, stratified_folds)
+from stimmung.models.heads import (
+    Config,
+    best_threshold,
+    binary_figures,
+    cross_validated_platt,
+    expected_calibration_error,
+    fit_head,
+    out_of_fold_logits,
+    stratified_folds,
+)
 
 CUSTOM_LAYERS = (8, 12)
 

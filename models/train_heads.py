@@ -33,10 +33,20 @@ from pathlib import Path
 
 import numpy as np
 
+from stimmung.models.heads import (
+    Config,
+    best_threshold,
+    binary_figures,
+    cross_validated_platt,
+    expected_calibration_error,
+    fit_head,
+    fit_temperature,
+    mean_sd,
+    micro_f1,
+    out_of_fold_logits,
+    stratified_folds,
+)
 from stimmung.models.metrics import per_language_f1
-from stimmung.models.heads import (Config, binary_figures, best_threshold, cross_validated_platt,
-                                   expected_calibration_error, fit_head, fit_temperature, mean_sd, micro_f1,
-                                   out_of_fold_logits, stratified_folds)
 
 log = logging.getLogger("train_heads")
 HERE = Path(__file__).resolve().parent

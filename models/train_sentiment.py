@@ -30,8 +30,16 @@ from tqdm import tqdm
 
 from stimmung.models.datasets import Split, read_umsab
 from stimmung.models.e5_base import build_base_encoder
-from stimmung.models.encoder import (MAX_TOKENS, TOP, SharedEncoder, load_base, load_sentiment, projection_features,
-                                     save_sentiment, tokenize)
+from stimmung.models.encoder import (
+    MAX_TOKENS,
+    TOP,
+    SharedEncoder,
+    load_base,
+    load_sentiment,
+    projection_features,
+    save_sentiment,
+    tokenize,
+)
 from stimmung.models.metrics import per_language_f1
 
 log = logging.getLogger("train_sentiment")

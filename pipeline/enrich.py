@@ -7,11 +7,10 @@ last place a handle exists: nothing downstream (topic, sink, index) ever sees on
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import time
 from dataclasses import dataclass
 from typing import Sequence
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 

@@ -12,11 +12,11 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import PrivateAttr, AwareDatetime, BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, computed_field, field_validator, model_validator
 
 from stimmung.schemas.ids import mention_id
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 _PLATFORM_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MAX_TEXT_CHARS = 100_000
 
@@ -99,7 +99,7 @@ class MentionBase(_Strict):
             raise ValueError("native_id is blank")
         return value
 
-    @computed_field(description="Stable id: UUIDv5 of (platform, native_id); Kafka key and Elasticsearch _id")
+    @computed_field(description="Stable id: UUIDv5 of (platform, native_id); Kafka key and Elasticsearch _id")  # type: ignore[prop-decorator]
     @property
     def mention_id(self) -> str:
         return mention_id(self.platform, self.native_id)

@@ -552,7 +552,7 @@ class Settings(BaseSettings):
 def _known_names() -> set[str]:
     names: set[str] = set()
     for cls in [Settings, *_Section.__subclasses__()]:
-        names.update(cls.model_fields)
+        names.update(getattr(cls, "model_fields", {}))
     return names
 
 

@@ -21,8 +21,9 @@ from urllib.parse import urlencode
 import zstandard
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
-SUBPROTOCOL = "xrpc.v1.json"
+SUBPROTOCOL = Subprotocol("xrpc.v1.json")
 POST = "app.bsky.feed.post"
 
 

@@ -64,7 +64,7 @@ class MastodonClient:
             url, query = resp.links.get("prev", {}).get("url"), None
 
 
-STREAM_PATHS = {"public": ("/api/v1/streaming/public", {}), "local": ("/api/v1/streaming/public/local", {})}
+STREAM_PATHS: dict[str, tuple[str, dict[str, str]]] = {"public": ("/api/v1/streaming/public", {}), "local": ("/api/v1/streaming/public/local", {})}
 
 
 class MastodonStream:

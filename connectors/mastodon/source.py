@@ -25,9 +25,9 @@ import httpx
 
 from stimmung.connectors.base import Fetched, Rejected, Source, SourceContext
 from stimmung.connectors.http import PoliteClient, SourceError
-from stimmung.connectors.probe import json_body, probe
 from stimmung.connectors.mastodon.client import MastodonClient, MastodonStream, StreamRefused
 from stimmung.connectors.mastodon.settings import MastodonSettings
+from stimmung.connectors.probe import json_body, probe
 from stimmung.connectors.text import html_to_text
 from stimmung.metrics import CONNECTOR_ERRORS, CONNECTOR_RATE_LIMIT_WAIT, CONNECTOR_UP
 from stimmung.retry import Backoff
@@ -124,7 +124,7 @@ class MastodonSource(Source):
     def from_settings(cls, section: MastodonSettings, context: SourceContext) -> "MastodonSource":
         if not section.instances:
             raise ConfigError("connectors.mastodon.instances: no instances configured")
-        instances = []
+        instances: list[Instance | tuple] = []
         for n, i in enumerate(section.instances):
             token = read_secret(i.token, i.token_file, f"connectors.mastodon.instances[{n}].token")
             instances.append(Instance(i.url, i.timelines, token, stream=i.streaming and token is not None,

@@ -84,7 +84,7 @@ class RedditSource(Source):
         if not token:  # Reddit answers some refusals with 200 and {"error": ...}
             raise SourceError(f"reddit: no access token for this client_id and secret ({resp.text[:200]})", resp.status_code)
         # Every listing: a misspelt subreddit is a 404 (or 403 when private or banned) to name now.
-        for key, path, params in self.listings:
+        for _key, path, params in self.listings:
             await probe(self.http, "GET", f"{c.api_url}{path}", params={**params, "limit": 1},
                         headers={"Authorization": f"bearer {token}"})
         return f"token granted; {len(self.listings)} listing(s) answered"

@@ -21,11 +21,10 @@ import logging
 from typing import Any, Callable, Iterator
 
 from aiohttp import web
-
-from stimmung.health import HEALTH, beat_forever
 from kafka import KafkaProducer
 
 from stimmung.connectors.webhook.mapping import from_generic, from_meta
+from stimmung.health import HEALTH, beat_forever
 from stimmung.kafka import DeadLetters, confirm_sent
 from stimmung.metrics import MENTIONS_FETCHED, MENTIONS_PUBLISHED
 from stimmung.schemas.deadletter import DeadLetter

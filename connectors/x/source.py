@@ -114,7 +114,8 @@ class XStreamSource(Source):
         while True:
             try:
                 async for obj in self.client.stream(self._backfill(last_seen)):
-                    http_backoff.reset(), limit_backoff.reset(), net_backoff.reset()
+                    for backoff in (http_backoff, limit_backoff, net_backoff):
+                        backoff.reset()
                     CONNECTOR_UP.labels(connector=self.name).set(1)
                     last_seen = time.time()
                     position = {"seen_at": last_seen}

@@ -322,7 +322,7 @@ class SpikeDetector:
         else:
             _, i, x, m, score, limit, p, critical, x_ev = best
             scale = SCALES[i]
-            severity = "critical" if critical else "warning"
+            severity: Literal["warning", "critical"] = "critical" if critical else "warning"
             verdict = Verdict(None, x, m, min(1.0, max(0.0, p)), scale, severity, score=score, threshold=limit,
                               evidence=x_ev)
             if incident is None and window_end >= state["cooldown_until"]:

@@ -152,7 +152,7 @@ class CaseStore:
             return set()
         wanted = set(mention_ids)
         resp = self.client.search(index=self.index, query={"terms": {"mention_ids": sorted(wanted)}}, size=len(wanted),
-                                  source=["mention_ids"], ignore_unavailable=True)
+                                  source_includes=["mention_ids"], ignore_unavailable=True)
         return {mid for h in resp["hits"]["hits"] for mid in h["_source"].get("mention_ids", []) if mid in wanted}
 
     def open_cases(self, queues: Iterable[str], authors: Iterable[str], threads: Iterable[str],
@@ -535,7 +535,8 @@ class _ElasticsearchOutage:
     def __init__(self, stop: threading.Event):
         from stimmung.retry import Backoff
 
-        self.stop, self.backoff, self.since = stop, Backoff(base_s=0.5, cap_s=15.0), None
+        self.stop, self.backoff = stop, Backoff(base_s=0.5, cap_s=15.0)
+        self.since: float | None = None
 
     def wait(self, err: Exception) -> None:
         if self.since is None:

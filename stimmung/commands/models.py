@@ -76,7 +76,7 @@ def models_evaluate_sentiment(obj: Context, umsab: Path | None, tweeteval: Path 
     if (umsab is None) == (tweeteval is None):
         fail("give exactly one of --umsab DIR or --tweeteval DIR")
     try:
-        data = read_umsab(umsab, split) if umsab else read_tweeteval(tweeteval, split)
+        data = read_umsab(umsab, split) if umsab is not None else read_tweeteval(tweeteval, split)  # type: ignore[arg-type]
     except DatasetError as err:
         fail(str(err))
     result = evaluate_sentiment(data, _sentiment_predictor(_annotator(obj, True, False, heads=False)))

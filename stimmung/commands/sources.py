@@ -93,7 +93,7 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool, check: bool) -
     from stimmung.connectors.checkpoints import CheckpointStore
     from stimmung.connectors.http import SourceError
     from stimmung.connectors.registry import build, checkpoint_dir, ready_after_ping
-    from stimmung.connectors.runner import SourceRunner
+    from stimmung.connectors.runner import RunReport, SourceRunner
     from stimmung.kafka import DeadLetters, make_producer
 
     s = obj.settings
@@ -106,7 +106,7 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool, check: bool) -
                           on_progress=lambda r: log.info("progress", extra={"connector": name, "published": r.published,
                                                                            "rejected": r.rejected}))
 
-    async def main_() -> object:
+    async def main_() -> RunReport:
         loop = asyncio.get_running_loop()
         for sig in (signals.SIGTERM, signals.SIGINT):
             loop.add_signal_handler(sig, runner.stop)

@@ -16,9 +16,9 @@ from starlette.routing import Route
 
 from stimmung.inbox import actions
 from stimmung.inbox.accounts import User
-from stimmung.inbox.web import INBOX_ACTIONS, INBOX_PAGE_SECONDS, Inbox, client_of, csrf_ok, flash
 from stimmung.inbox.present import STATE_COLOURS, cases_csv, line_chart, sla_clock, stacked_bars
 from stimmung.inbox.store import BadQuery, CaseQuery, Conflict, NotFound, Unavailable, Versioned
+from stimmung.inbox.web import INBOX_ACTIONS, INBOX_PAGE_SECONDS, Inbox, client_of, csrf_ok, flash
 from stimmung.schemas.case import Case
 from stimmung.schemas.mention import utcnow
 
@@ -169,6 +169,8 @@ async def case_action(request: Request) -> Response:
         """The case page with the message, and what the user typed still in the form."""
         try:
             current = current or await run_in_threadpool(inbox.store.get, case_id, queues)
+            if current is None:
+                raise NotFound(case_id)
             context = await _case_context(inbox, current)
         except (NotFound, Unavailable):
             return inbox.render(request, "error.html", {"message": message, "kept": kept}, status)

@@ -181,7 +181,7 @@ class InboxStore:
             return
         body, after, sent = self._body(query), None, 0
         while sent < limit:
-            extra = {"search_after": after} if after else {}
+            extra: dict[str, Any] = {"search_after": after} if after else {}
             resp = self._call(self.client.search, index=self.cases.index, **body, size=min(500, limit - sent),
                               ignore_unavailable=True, **extra)
             hits = resp["hits"]["hits"]

@@ -65,7 +65,7 @@ def csrf_token(request: Request) -> str:
 def csrf_ok(request: Request, form: Any) -> bool:
     expected = request.session.get("csrf")
     given = form.get("csrf") or request.headers.get("X-CSRF-Token") or ""
-    return bool(expected) and hmac.compare_digest(str(given).encode(), expected.encode())
+    return bool(expected) and hmac.compare_digest(str(given).encode(), str(expected).encode())
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:

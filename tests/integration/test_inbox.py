@@ -365,4 +365,6 @@ def test_bulk_claim_assign_and_close_with_stale_rows_reported_not_changed(inbox_
 
 
 def version_of_row(html: str, case_id: str) -> str:
-    return re.search(rf'value="{re.escape(case_id)}\|([^"]+)"', html).group(1)
+    found = re.search(rf'value="{re.escape(case_id)}\|([^"]+)"', html)
+    assert found, f"no row for {case_id}"
+    return found.group(1)

@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from stimmung.models.heads import (HeadSet, LinearHead, binary_figures, expected_calibration_error, fit_platt,
-                                   fit_temperature, micro_f1, sigmoid)
+from stimmung.models.heads import (
+    HeadSet,
+    LinearHead,
+    binary_figures,
+    expected_calibration_error,
+    fit_platt,
+    fit_temperature,
+    micro_f1,
+    sigmoid,
+)
 
 
 def test_platt_scaling_recovers_the_map_that_generated_the_labels():
