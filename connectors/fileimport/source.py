@@ -45,11 +45,16 @@ def _blank(value: Any) -> bool:
 
 def parse_timestamp(value: Any) -> datetime:
     """ISO 8601 (naive = UTC) or Unix time in seconds or milliseconds."""
+    if isinstance(value, bool):
+        raise RowError("created_at is a boolean, not a time")
     if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit()):
         number = float(value)
         if number > 1e11:  # milliseconds
             number /= 1000.0
-        return datetime.fromtimestamp(number, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(number, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # a huge integer, NaN, infinity: one bad row, not the file
+            raise RowError(f"created_at {value!r} is out of range for a Unix time") from None
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -63,18 +68,23 @@ def parse_timestamp(value: Any) -> datetime:
 def _count(value: Any, name: str) -> int | None:
     if _blank(value):
         return None
+    if isinstance(value, (bool, dict, list)):
+        raise RowError(f"{name} is a {type(value).__name__}, not a number")
     try:
         number = int(float(value)) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise RowError(f"{name} {value!r} is not a number") from None
+    except (TypeError, ValueError, OverflowError):  # NaN and Infinity too
+        raise RowError(f"{name} {value!r} is not a finite number") from None
     if number < 0:
         raise RowError(f"{name} is negative")
     return number
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, name: str = "value") -> str | None:
     if _blank(value):
         return None
+    if isinstance(value, (dict, list, bool)) or (isinstance(value, float) and value != value):
+        # a JSON object or list where text belongs would be indexed as its Python repr
+        raise RowError(f"{name} is a JSON {type(value).__name__}, expected text")
     return value.strip() if isinstance(value, str) else str(value)
 
 
@@ -83,7 +93,9 @@ def row_to_mention(record: dict[str, Any], columns: dict[str, str], default_plat
     for required in ("native_id", "text", "created_at"):
         if _blank(get.get(required)):
             raise RowError(f"missing {required} (column {columns[required]!r})")
-    handle, author_id = _text(get.get("author_handle")), _text(get.get("author_id"))
+    if not isinstance(get["text"], (str, int, float)) or isinstance(get["text"], bool):
+        raise RowError(f"text is a JSON {type(get['text']).__name__}, expected text (column {columns['text']!r})")
+    handle, author_id = _text(get.get("author_handle"), "author_handle"), _text(get.get("author_id"), "author_id")
     author = None
     if handle or author_id:
         # author_id (a stable account id: X user id, Bluesky DID) is the key when present; the handle is display.

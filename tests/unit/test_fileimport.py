@@ -141,3 +141,20 @@ def test_invalid_utf8_in_jsonl_is_one_rejected_line_on_the_right_line(tmp_path):
     assert [i.mention.native_id for i in items if i.mention] == ["1", "3"]
     (bad,) = [i.rejected for i in items if i.rejected]
     assert "line 2 has bytes" in bad.reason
+
+
+@pytest.mark.parametrize("row, reason", [
+    ({"id": "1", "text": "ok", "created_at": 10**30}, "out of range"),
+    ({"id": "2", "text": "ok", "created_at": "2026-01-01T00:00:00Z", "likes": float("inf")}, "not a finite number"),
+    ({"id": "3", "text": "ok", "created_at": "2026-01-01T00:00:00Z", "likes": float("nan")}, "not a finite number"),
+    ({"id": "4", "text": {"body": "hidden"}, "created_at": "2026-01-01T00:00:00Z"}, "expected text"),
+    ({"id": "5", "text": "ok", "created_at": "2026-01-01T00:00:00Z", "author": {"name": "x"}}, "expected text"),
+])
+def test_poison_values_reject_their_row_and_the_import_goes_on(tmp_path, row, reason):
+    f = tmp_path / "e.jsonl"
+    good = {"id": "ok", "text": "fine", "created_at": "2026-01-01T00:00:00Z"}
+    # json.dumps writes Infinity/NaN as the bare tokens exports contain; json.loads reads them back
+    f.write_text(json.dumps(row) + "\n" + json.dumps(good) + "\n")
+    items = fetch_all(FileImportSource(f, {**COLUMNS, "native_id": "id", "author_handle": "author"}))
+    assert items[0].rejected and reason in items[0].rejected.reason
+    assert items[1].mention.native_id == "ok"
