@@ -13,6 +13,9 @@ While Elasticsearch is unreachable the sink stops fetching (partitions paused: b
 retries with backoff, polling only to keep its group membership; then it catches up. A circuit
 breaker turns repeated failures into one clear "open" state: no requests for ``circuit_reset_s``,
 then a single trial request, logged and exported as ``stimmung_sink_circuit_state``.
+
+One module on purpose (about 460 lines): the batch's life (prepare, bulk write with retries and
+the circuit breaker, settle, commit) is one ordering argument; its parts are read together.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ find them without flags. ``Settings.source_file`` tells which file was read.
 Secrets (pseudonymisation key, Elasticsearch credentials) come only from the environment or
 from mounted files (``*_file`` fields); they are ``SecretStr`` so they never show up in logs
 or reprs.
+
+One module on purpose (about 640 lines): every section's fields, defaults and descriptions are
+the settings reference operators read, and pydantic needs them in one model tree; the connector
+sections live beside their connectors (connectors/*/settings.py).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ run as plain processes whose data, logs and pid files live under ``stack.state_d
 ``up`` is idempotent (a healthy service is left alone, a crashed one is restarted), ``status``
 tells running / starting / crashed / stopped from the pid file, the process and a health check,
 ``down`` stops the process group (TERM, then KILL after a grace period).
+
+One module on purpose (about 570 lines): Kafka and Elasticsearch share the download, process,
+readiness and stop machinery; split apart, each half would repeat it.
 """
 
 from __future__ import annotations

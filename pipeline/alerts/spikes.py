@@ -40,6 +40,9 @@ The p-value of a verdict is the share of past days whose peak was as surprising.
 JSON-serialisable dict of ~200 numbers per series; each window costs O(history_days). One module
 over 400 lines on purpose: baseline, scores, thresholds and incidents all read and write the one
 state dict, and splitting them would spread its invariants over files.
+
+One module on purpose (about 440 lines): the detector's state, scoring and budgeted thresholds
+are one streaming algorithm; the role's window bookkeeping is in series.py.
 """
 
 from __future__ import annotations
