@@ -103,8 +103,10 @@ class CompactedView:
             log.error("view stopped", extra={"topic": self.topic, "error": str(err)[:300]})
 
     def _follow(self) -> None:
+        # Metadata every 10 s, not kafka-python's 5 min: a worker restarted mid-soak waited exactly that
+        # long for its views (and so for its first batch) after the partitions' leaders moved.
         consumer = KafkaConsumer(**client_config(self.settings), client_id=f"{self.settings.client_id}-view",
-                                 enable_auto_commit=False)
+                                 enable_auto_commit=False, metadata_max_age_ms=10_000)
         try:
             partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
             if not partitions:
