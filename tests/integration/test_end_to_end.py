@@ -83,7 +83,9 @@ def test_sample_flows_end_to_end_exactly_once_and_bad_rows_are_dead_lettered(set
     # real model outputs: sentiment with probabilities, topic labels, versions of every model
     assert first["sentiment"]["label"] == "negative"
     assert by_native["sample-005"]["sentiment"]["label"] == "positive"  # "Großes Lob an die Zugbegleiterin"
-    assert set(first["model_versions"]) == {"language", "sentiment", "topics"}
+    assert set(first["model_versions"]) == {"language", "sentiment", "topics", "heads"}
+    # the trained heads' outputs (#17) on every mention
+    assert first["complaint"]["label"] in ("complaint", "no_complaint") and 0 <= first["relevance"] <= 1, first.get("complaint")
     assert sum(1 for d in docs.values() if d["topic_labels"]) >= SAMPLE_GOOD // 2
     assert "delivery" in first["topic_labels"] or "complaint" in first["topic_labels"]
     langs = {d["language"] for d in docs.values()}
