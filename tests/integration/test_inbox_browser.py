@@ -52,6 +52,22 @@ def sign_in(driver, url: str, username: str) -> None:
     assert driver.find_element(By.ID, "signed-in-as").text
 
 
+
+def submit(browser, button_id: str) -> None:
+    """Click a form's button and wait until the page it posts to replaced this one (an element of
+    the old page must not be found and typed into while the new page is loading)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = browser.find_element(By.ID, button_id)
+    button.click()
+    try:  # actions answered in place (no new page) leave the button as it is
+        WebDriverWait(browser, 5).until(ec.staleness_of(button))
+    except TimeoutException:
+        pass
+
 def test_an_agent_works_a_case_in_the_browser_and_another_team_cannot_see_it(config, tmp_path, monkeypatch, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -81,16 +97,16 @@ def test_an_agent_works_a_case_in_the_browser_and_another_team_cannot_see_it(con
 
         browser.find_element(By.CSS_SELECTOR, f'tr[data-case="{complaint.case_id}"] a.case-link').click()
         assert browser.find_element(By.ID, "case-id").text == complaint.case_id
-        browser.find_element(By.ID, "claim").click()
+        submit(browser, "claim")
         assert "claimed" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
         assert browser.find_element(By.ID, "assignee").text == "alice"
         browser.find_element(By.ID, "note-text").send_keys("Kundin hat Ticket 4711, Erstattung angestoßen")
-        browser.find_element(By.ID, "note").click()
+        submit(browser, "note")
         browser.find_element(By.ID, "reply-text").send_keys("Die Erstattung ist unterwegs, Entschuldigung!")
-        browser.find_element(By.ID, "reply").click()
+        submit(browser, "reply")
         assert "Die Erstattung ist unterwegs" in browser.find_element(By.ID, "timeline").text
         browser.save_screenshot(str(IMAGES / "inbox-case.png"))
-        browser.find_element(By.ID, "close").click()
+        submit(browser, "close")
         assert browser.find_element(By.ID, "case-state").text == "done"
         history = browser.find_element(By.ID, "history").text
         assert all(word in history for word in ("claimed", "noted", "replied", "closed"))
