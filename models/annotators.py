@@ -179,6 +179,8 @@ class E5Annotator:
                                                     probability=round(p, 4))
                 if "relevant" in h.scores:
                     ann.relevance = round(h.scores["relevant"], 4)
+                if self.heads.has("brand_sentiment"):
+                    ann.brand_sentiment = sentiment_result([h.scores[label] for label in LABELS])
                 ann.aspects = [TopicScore(label=label, score=round(h.scores[label], 4)) for label in h.decided_of("aspects")]
                 ann.intents = [TopicScore(label=label, score=round(h.scores[label], 4)) for label in h.decided_of("intents")]
                 # A label with a trained head is decided by the head, not by prototype similarity.

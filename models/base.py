@@ -32,6 +32,7 @@ class Annotations:
     sentiment: SentimentResult | None = None
     topics: list[TopicScore] = field(default_factory=list)
     complaint: ComplaintResult | None = None
+    brand_sentiment: SentimentResult | None = None
     relevance: float | None = None
     aspects: list[TopicScore] = field(default_factory=list)
     intents: list[TopicScore] = field(default_factory=list)

@@ -130,8 +130,8 @@ def evaluate_complaints(rows: list[ComplaintRow], scored: Scored) -> dict:
 
 
 def evaluate_germeval(docs: list[GermEvalDoc], scored: Scored, part: str = "heldout") -> dict:
-    """On the chosen part: sentiment micro-F1 (= accuracy: one label per document) and its
-    calibration error; relevance, complaint (weak label: relevant + negative) and aspects from the
+    """On the chosen part: sentiment and brand-sentiment micro-F1 (= accuracy: one label per
+    document) with their calibration errors, beside the majority class; relevance, complaint (weak label: relevant + negative) and aspects from the
     trained heads, each with the prototype labels as baseline. ``scored`` covers ``docs[part]``."""
     chosen = germeval_select(docs, part)
     gold_sent = np.array([LABELS.index(d.sentiment) for d in chosen])
@@ -156,6 +156,12 @@ def evaluate_germeval(docs: list[GermEvalDoc], scored: Scored, part: str = "held
     if "complaint" in scored.heads:
         _, probs, decided = scored.heads["complaint"]
         out["complaint"] = _binary_with_ece(complaint, probs[:, 0], decided[:, 0])
+    if "brand_sentiment" in scored.heads:
+        labels, probs, _ = scored.heads["brand_sentiment"]
+        brand = probs[:, [labels.index(label) for label in LABELS]]
+        out["brand_sentiment_micro_f1"] = round(100 * float(np.mean(brand.argmax(1) == gold_sent)), 2)
+        out["brand_sentiment_ece"] = expected_calibration_error(brand, gold_sent)
+        out["majority_class_micro_f1"] = round(100 * float(np.mean(gold_sent == np.bincount(gold_sent).argmax())), 2)
     if "aspects" in scored.heads:
         labels, probs, decided = scored.heads["aspects"]
         gold = np.array([[any(GERMEVAL_TO_ASPECT.get(c) == a for c in d.categories) for a in labels] for d in chosen])

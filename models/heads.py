@@ -5,6 +5,8 @@ L2-normalised mean pools of a few layers of the one encoder pass (features.py). 
 logit ``z`` is calibrated by Platt scaling, ``p = sigmoid(a * z + b)``, fitted on out-of-fold
 logits (the model that produced a logit never saw that example), and decided by a threshold
 on the calibrated probability (chosen on out-of-fold predictions of the training data).
+An *exclusive* head (``meta["decision"] == "argmax"``, e.g. brand sentiment: negative, neutral or
+positive) normalises its calibrated probabilities to sum to one and decides the most probable label.
 
 A head costs one small matrix product per batch, so every head together adds well under 1 %
 to the encoder pass. Files are safetensors (fp16 weights; labels, layers, calibration and the
@@ -28,6 +30,11 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
+def normalized_rows(probs: np.ndarray) -> np.ndarray:
+    """One-vs-rest calibrated probabilities of mutually exclusive labels, rescaled to sum to one."""
+    return probs / np.maximum(probs.sum(1, keepdims=True), 1e-12)
+
+
 @dataclass
 class LinearHead:
     name: str
@@ -49,11 +56,19 @@ class LinearHead:
     def logits(self, pools: np.ndarray) -> np.ndarray:
         return normalized(pools, self.layers) @ self.weight.T + self.bias
 
+    @property
+    def exclusive(self) -> bool:
+        """One label per post (argmax), not independent yes/no decisions."""
+        return self.meta.get("decision") == "argmax"
+
     def probabilities(self, pools: np.ndarray) -> np.ndarray:
-        """``[N, labels]`` calibrated probabilities."""
-        return sigmoid(self.logits(pools) * self.platt[:, 0] + self.platt[:, 1])
+        """``[N, labels]`` calibrated probabilities (an exclusive head's rows sum to one)."""
+        probs = sigmoid(self.logits(pools) * self.platt[:, 0] + self.platt[:, 1])
+        return normalized_rows(probs) if self.exclusive else probs
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
+        if self.exclusive:
+            return np.eye(len(self.labels), dtype=bool)[probs.argmax(1)]
         return probs >= self.thresholds
 
     def save(self, path: Path) -> None:
@@ -183,7 +198,7 @@ class Config:
 
 
 def out_of_fold_logits(pools: np.ndarray, y: np.ndarray, folds: np.ndarray, config: Config,
-                       train_mask: np.ndarray | None = None) -> np.ndarray:
+                       train_mask: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """``[N, labels]`` logits, each from a model fitted on the other folds (rows outside
     ``train_mask`` are predicted but never trained on, e.g. auxiliary examples' own folds)."""
     x = normalized(pools, config.layers)
@@ -194,7 +209,8 @@ def out_of_fold_logits(pools: np.ndarray, y: np.ndarray, folds: np.ndarray, conf
         if train_mask is not None:
             fit_rows &= train_mask | (folds < 0)
         for j in range(y.shape[1]):
-            w, b = fit_logistic(x[fit_rows], y[fit_rows, j], config.c, config.balanced)
+            weights = None if sample_weight is None else sample_weight[fit_rows]
+            w, b = fit_logistic(x[fit_rows], y[fit_rows, j], config.c, config.balanced, weights)
             out[folds == fold, j] = x[folds == fold] @ w + b
     return out
 
@@ -210,13 +226,14 @@ def cross_validated_platt(logits: np.ndarray, y: np.ndarray, folds: np.ndarray) 
 
 
 def fit_head(name: str, labels: list[str], pools: np.ndarray, y: np.ndarray, config: Config,
-             oof_logits: np.ndarray, thresholds: Sequence[float], meta: dict) -> LinearHead:
+             oof_logits: np.ndarray, thresholds: Sequence[float], meta: dict,
+             sample_weight: np.ndarray | None = None) -> LinearHead:
     """The final head: fitted on all rows; Platt maps from the out-of-fold logits."""
     x = normalized(pools, config.layers)
     y = y.reshape(len(y), -1)
     weights, biases, platt = [], [], []
     for j in range(len(labels)):
-        w, b = fit_logistic(x, y[:, j], config.c, config.balanced)
+        w, b = fit_logistic(x, y[:, j], config.c, config.balanced, sample_weight)
         weights.append(w)
         biases.append(b)
         platt.append(fit_platt(oof_logits[:, j], y[:, j]))
@@ -241,8 +258,8 @@ def mean_sd(values: Sequence[float]) -> dict:
 
 # ---- the enricher's set of heads -------------------------------------------------------------
 
-BUILTIN_HEADS = ("complaint", "relevance", "aspects", "intents")
-NOT_TOPICS = ("relevance",)  # heads whose labels are not taxonomy topics
+BUILTIN_HEADS = ("complaint", "relevance", "aspects", "intents", "brand_sentiment")
+NOT_TOPICS = ("relevance", "brand_sentiment")  # heads whose labels are not taxonomy topics
 
 
 @dataclass
@@ -281,6 +298,9 @@ class HeadSet:
             heads.append(head)
             digest.update(path.read_bytes())
         return cls(heads, f"{'+'.join(h.name for h in heads) or 'none'}-{digest.hexdigest()[:12]}")
+
+    def has(self, name: str) -> bool:
+        return any(h.name == name for h in self.heads)
 
     def predict(self, pools: np.ndarray) -> list[HeadPrediction]:
         out = [HeadPrediction({}, [], {}) for _ in range(len(pools))]

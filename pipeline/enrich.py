@@ -129,6 +129,7 @@ class MentionEnrichment:
                     sentiment=ann.sentiment,
                     topics=ann.topics,
                     complaint=ann.complaint,
+                    brand_sentiment=ann.brand_sentiment,
                     relevance=ann.relevance,
                     aspects=ann.aspects,
                     intents=ann.intents,

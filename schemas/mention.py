@@ -160,6 +160,10 @@ class EnrichedMention(MentionBase):
     sentiment: SentimentResult | None = None
     topics: list[TopicScore] = Field(default_factory=list)
     complaint: ComplaintResult | None = Field(None, description="Trained complaint head (calibrated)")
+    brand_sentiment: SentimentResult | None = Field(None, description=(
+        "Sentiment toward the brand or company the post is about (trained head, calibrated; trained on German customer "
+        "feedback, GermEval 2017), where `sentiment` is the author's overall tone (trained on tweets): news and "
+        "service notices are mostly neutral toward the brand even when their tone is not"))
     relevance: float | None = Field(None, ge=0, le=1, description=(
         "Calibrated probability that the post is about the brand at all (a customer voice, not e.g. a news aside)"))
     aspects: list[TopicScore] = Field(default_factory=list, description=(

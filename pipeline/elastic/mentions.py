@@ -35,12 +35,17 @@ from stimmung.schemas.mention import EnrichedMention
 
 # Bump whenever mentions_mapping() or the index settings change (tests/unit/test_index.py pins
 # the mapping's fingerprint to this number, so a change cannot slip through unversioned).
-TEMPLATE_VERSION = 4
+TEMPLATE_VERSION = 5
 
 
 def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
     keyword = {"type": "keyword"}
     count = {"type": "long"}
+    sentiment = {"properties": {
+        "label": keyword, "score": {"type": "float"},
+        "probabilities": {"properties": {"negative": {"type": "float"}, "neutral": {"type": "float"},
+                                         "positive": {"type": "float"}}},
+    }}
     props: dict[str, Any] = {
         "@timestamp": {"type": "date"},
         "schema_version": {"type": "short"},
@@ -65,16 +70,8 @@ def mentions_mapping(caps: Capabilities) -> dict[str, Any]:
         "language": keyword,
         "language_confidence": {"type": "float"},
         "language_source": keyword,
-        "sentiment": {
-            "properties": {
-                "label": keyword,
-                "score": {"type": "float"},
-                "probabilities": {
-                    "properties": {"negative": {"type": "float"}, "neutral": {"type": "float"},
-                                   "positive": {"type": "float"}}
-                },
-            }
-        },
+        "sentiment": sentiment,
+        "brand_sentiment": sentiment,
         "topics": {"properties": {"label": keyword, "score": {"type": "float"}}},
         "topic_labels": keyword,
         "complaint": {"properties": {"label": keyword, "probability": {"type": "float"}}},

@@ -129,6 +129,9 @@ def models_evaluate_germeval(obj: Context, tsv: Path, part: str, as_json: bool) 
         return
     click.echo(f"GermEval 2017 ({result['part']}): {result['documents']} documents")
     click.echo(f"  sentiment micro-F1 {result['sentiment_micro_f1']:6.2f}  ECE {result['sentiment_ece']:5.2f}")
+    if "brand_sentiment_micro_f1" in result:
+        click.echo(f"  brand sentiment micro-F1 {result['brand_sentiment_micro_f1']:6.2f}  "
+                   f"ECE {result['brand_sentiment_ece']:5.2f}  (majority class {result['majority_class_micro_f1']:6.2f})")
     for name in ("relevance", "complaint"):
         if name in result:
             click.echo(f"  {name:<10} head      {_fig(result[name])}")

@@ -33,7 +33,7 @@ def test_sentiment_on_clear_cases_and_duplicates_share_one_result(annotator):
     assert set(annotator.versions) == {"sentiment", "topics", "heads"}
 
 
-def test_trained_heads_fill_complaint_relevance_aspects_and_intents(annotator):
+def test_trained_heads_fill_complaint_relevance_aspects_intents_and_brand_sentiment(annotator):
     texts = ["Seit drei Wochen warte ich auf mein Paket und niemand antwortet auf meine Mails. Unverschämt!",
              "@AcmeHelp my order arrived broken and support hung up on me twice. Ridiculous.",
              "Vielen Dank für die schnelle Hilfe, super Service!",
@@ -46,6 +46,9 @@ def test_trained_heads_fill_complaint_relevance_aspects_and_intents(annotator):
     assert all(0 <= a.relevance <= 1 for a in out)
     assert "praise" in {i.label for i in out[2].intents} and "question" in {i.label for i in out[3].intents}
     assert "app_website" in {x.label for x in out[4].aspects}
+    # sentiment toward the brand: the complaints negative, the thanks positive, each a distribution
+    assert [a.brand_sentiment.label for a in (out[0], out[1], out[2], out[4])] == ["negative", "negative", "positive", "negative"]
+    assert all(abs(sum(a.brand_sentiment.probabilities.values()) - 1) < 1e-3 for a in out)
     for a in out:
         topics = {t.label for t in a.topics}
         # labels with a trained head are decided by it, in topics as well as in their own field

@@ -63,6 +63,7 @@ def test_evaluate_germeval_all_reports_relevance_complaint_aspects_and_calibrati
     assert figures["part"] == "all" and figures["documents"] > 30
     assert {"relevance", "complaint", "aspects", "prototype", "sentiment_ece"} <= set(figures)
     assert "ece" in figures["relevance"] and "ece" in figures["complaint"]
+    assert 0 <= figures["brand_sentiment_micro_f1"] <= 100 and figures["brand_sentiment_ece"] >= 0
     assert set(figures["aspects"]["labels"]) == {"delivery", "pricing_billing", "product_quality", "customer_service",
                                                  "app_website", "outage", "safety"}
 

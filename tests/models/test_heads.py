@@ -68,6 +68,24 @@ def test_head_file_round_trip_and_outputs(tmp_path):
     assert (loaded.decide(probs) == (probs >= [0.4, 0.6])).all()
 
 
+def test_an_exclusive_head_sums_to_one_and_decides_exactly_one_label(tmp_path):
+    rng = np.random.default_rng(6)
+    head = LinearHead("brand_sentiment", ["negative", "neutral", "positive"], (8, 12),
+                      rng.normal(size=(3, 768)).astype(np.float32), np.zeros(3, np.float32),
+                      np.array([[1.2, 0.1], [0.9, -0.3], [1.0, 0.0]]), np.zeros(3), {"pass": "p", "decision": "argmax"})
+    head.save(tmp_path / "brand_sentiment.safetensors")
+    loaded = LinearHead.load(tmp_path / "brand_sentiment.safetensors")
+    assert loaded.exclusive
+    pools = rng.normal(size=(50, 13, 384)).astype(np.float32)
+    probs = loaded.probabilities(pools)
+    assert np.allclose(probs.sum(1), 1.0)
+    decided = loaded.decide(probs)
+    assert (decided.sum(1) == 1).all() and (decided.argmax(1) == probs.argmax(1)).all()
+    assert len(set(probs.argmax(1))) > 1  # not one constant label
+    heads = HeadSet([loaded], "v")
+    assert heads.topic_labels == set() and heads.has("brand_sentiment")  # its labels are not topics
+
+
 def test_head_set_refuses_heads_from_another_pass(tmp_path):
     _head(tag="other-pass").save(tmp_path / "custom.safetensors")
     with pytest.raises(ValueError, match="another encoder pass"):

@@ -69,6 +69,7 @@ MAPPING_HISTORY = {
     2: "384454499763f258",
     3: "8af09e8e475d981b",  # author contact_id, influence, linked_url
     4: "de2b9f247d6c12ee",  # complaint, relevance, aspects, intents (#17)
+    5: "49243267d5ea8f13",  # brand_sentiment (#17)
 }
 
 
