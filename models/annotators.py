@@ -82,7 +82,7 @@ class E5Annotator:
                  taxonomy_file: Path | None = None, batch_size: int = 16, threads: int | None = None,
                  quantization: str = "none", sentiment: bool = True, topics: bool = True, heads: bool = True,
                  heads_dir: Path | None = None, custom_heads_dir: Path | None = None, long_tokens: int = LONG_TOKENS,
-                 shared_pass: bool = False):
+                 shared_pass: bool = False, window: int = WINDOW):
         from stimmung.models.e5_base import build_base_encoder
 
         if threads:
@@ -94,6 +94,7 @@ class E5Annotator:
         self.want_topics = topics
         self.batch_size = batch_size
         self.long_tokens = long_tokens
+        self.window = window  # tokens per window; the benchmark's "before #17" run sets 64
         self.temperature = 1.0
         self.versions: dict[str, str] = {}
         # The trained heads read the fine-tuned top layers' pools, so they need the sentiment file too
@@ -126,8 +127,8 @@ class E5Annotator:
 
     def pools(self, texts: Sequence[str]) -> np.ndarray:
         """The shared pass (features.py): per-layer mean pools, long posts in windows."""
-        return encode_pools(self.encoder, self.tokenizer, texts, bucket=self.batch_size, window=WINDOW,
-                            long_tokens=self.long_tokens)
+        return encode_pools(self.encoder, self.tokenizer, texts, bucket=self.batch_size, window=self.window,
+                            long_tokens=max(self.long_tokens, self.window))
 
     def sentiment_probs(self, pools: np.ndarray) -> np.ndarray:
         """Temperature-scaled (calibrated) sentiment probabilities from the pools."""

@@ -28,7 +28,10 @@ import torch
 
 from stimmung.models.encoder import PREFIX, SharedEncoder, extended_mask, mean_pool
 
-WINDOW = 128  # tokens per window (incl. prefix and special tokens)
+# Tokens per window (incl. prefix and special tokens). 64, as the sentiment layers were trained:
+# a 128-token head+tail cost 20-25 % of throughput (benchmarks/enrich.py, issue #17) for posts
+# between 64 and 128 tokens, and longer posts are read in windows of 64 up to LONG_TOKENS anyway.
+WINDOW = 64
 LONG_TOKENS = 512  # long posts: up to this many content tokens, in windows
 LAYERS = 13  # embedding output + 12 layers
 TRUNK_LAYER = 8

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     from stimmung.models.datasets import read_complaints, read_germeval, read_topic_jsonl, read_umsab
     from stimmung.models.evaluate import germeval_part
     from stimmung.models.feature_cache import DEFAULT_CACHE, PoolCache
-    from stimmung.models.features import LONG_TOKENS, TOP_LAYER
+    from stimmung.models.features import LONG_TOKENS, TOP_LAYER, WINDOW
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         report["sentiment"] = {"temperature": round(temperature, 4), "fitted_on": "UMSAB val (2,592 tweets)",
                                "ece_uncalibrated": expected_calibration_error(raw, gold),
                                "ece_cv_calibrated": expected_calibration_error(cv_probs, gold),
-                               "val_macro_f1_window_128": per_language_f1(val.labels, logits.argmax(1).tolist(), val.languages)}
+                               f"val_macro_f1_window_{WINDOW}": per_language_f1(val.labels, logits.argmax(1).tolist(), val.languages)}
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "sentiment-calibration.json").write_text(
             json.dumps({"temperature": round(temperature, 4), "pass": annotator.model_tag}) + "\n")
@@ -354,12 +354,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def germeval_heldout(annotator, heads, docs, g_pools, g_long, rows, targets, previous) -> dict:
-    """The final figures (scored once, after selection) for 128-token head+tail and 512-token windows."""
+    """The final figures (scored once, after selection): one head+tail window, and windows up to LONG_TOKENS."""
     from stimmung.models.features import sentiment_probs
 
     out = dict(previous)
     gold = dict(zip(("relevance", "complaint", "aspects"), (t[rows] for t in targets)))
-    for variant, pools in (("head_tail_128", g_pools[rows]), ("windows_512", g_long[rows])):
+    from stimmung.models.features import LONG_TOKENS, WINDOW
+
+    for variant, pools in ((f"head_tail_{WINDOW}", g_pools[rows]), (f"windows_{LONG_TOKENS}", g_long[rows])):
         pools = pools.astype(np.float32)
         fig = out.setdefault(variant, {"documents": int(rows.sum())})
         sentiment = sentiment_probs(annotator.encoder, pools).argmax(1)

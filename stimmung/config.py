@@ -375,8 +375,9 @@ class ModelSettings(_Section):
         "Trained heads on the builtin encoder pass: complaint, relevance, aspects, intents, custom labels"))
     custom_heads_dir: Path | None = Field(None, description=(
         "Heads trained by `stimmung models train-labels` (default: ~/.local/share/stimmung/heads)"))
-    long_tokens: int = Field(512, ge=128, le=2048, description=(
-        "Posts longer than 128 tokens are encoded in 128-token windows up to this many tokens (head+tail beyond)"))
+    long_tokens: int = Field(512, ge=64, le=2048, description=(
+        "Posts longer than 64 tokens are encoded in 64-token windows up to this many tokens (head+tail beyond); "
+        "64 keeps every post at one window"))
     quantization: Literal["none", "ffn", "all"] = Field("none", description=(
         "int8 dynamic quantisation of the builtin encoder: 'ffn' (feed-forward blocks; ~2x fp32 speed, "
         "sentiment within ~2.5 points), 'all' (every linear layer; ~3.5x, German -6 points), 'none' (fp32: "
