@@ -70,11 +70,6 @@ BAD_KINDS = {
     "nul_byte": lambda n: b'{"id": "bad-%d", "text": "Nord\x00bahn", "created_at": "2026-01-01T10:00:00Z"}' % n,
     "invalid_utf8": lambda n: b'{"id": "bad-%d", "text": "Nordbahn \xff\xfe kaputt", "created_at": "2026-01-01T10:00:00Z"}' % n,
 }
-# Kinds that stop or fool `stimmung import` on main today (issue #20 item 2, another branch):
-# invalid UTF-8 and out-of-range/non-finite numbers end the import; an object where a string
-# belongs is indexed as its Python repr. The soak includes them by default and reports them;
-# CI's short soak leaves them out until that fix lands (then drop this list).
-IMPORT_POISON_KINDS = ["huge_timestamp", "non_finite_number", "text_is_object", "author_is_object", "invalid_utf8"]
 
 # Not mentions and not errors either: the importer skips them by design (nothing to dead-letter).
 SKIPPED_KINDS = {

@@ -141,7 +141,10 @@ def sign_in(url: str) -> httpx.Client:
             if time.monotonic() > deadline:
                 raise SystemExit("the inbox did not start within 60 s") from None
             time.sleep(0.5)
-    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    if found is None:
+        raise SystemExit("the sign-in page has no CSRF field: is this the Stimmung inbox?")
+    token = found.group(1)
     answer = client.post("/login", data={"csrf": token, "username": "agent", "password": PASSWORD})
     assert answer.status_code == 303, answer.text[:500]
     return client
@@ -158,7 +161,10 @@ def page_times(client: httpx.Client, requests: int) -> dict[str, list[float]]:
             answer = client.get("/queue/support", params=params)
             times.append(time.perf_counter() - started)
             assert answer.status_code == 200 and "case-row" in answer.text, answer.status_code
-        total = re.search(r'id="total">([^<]+)<', answer.text).group(1)
+        shown = re.search(r'id="total">([^<]+)<', answer.text)
+        if shown is None:
+            raise SystemExit(f"the queue page has no total (status {answer.status_code})")
+        total = shown.group(1)
         print(f"  {view}: {total}, p95 {percentile(times, 0.95) * 1000:.0f} ms", file=sys.stderr)
         out[view] = times
     return out

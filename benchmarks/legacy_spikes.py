@@ -128,7 +128,7 @@ class SpikeDetector:
         window_end = window_start + c.window_s
         if significant:
             ratio = best_x / max(best_mu, 1e-9)
-            severity = "critical" if ratio >= c.critical_ratio else "warning"
+            severity: Literal["warning", "critical"] = "critical" if ratio >= c.critical_ratio else "warning"
             verdict.severity = severity
             if incident is None and window_end >= state["cooldown_until"]:
                 start = window_start - (best_scale - 1) * c.window_s

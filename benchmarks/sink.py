@@ -94,7 +94,7 @@ def produce(settings, mentions: list[EnrichedMention]) -> None:
     producer.close()
 
 
-def run_sink_until_drained(settings) -> float:
+def run_sink_until_drained(settings) -> tuple[float, float]:
     from kafka import KafkaConsumer, TopicPartition
 
     sink = ElasticsearchSink(settings)

@@ -33,6 +33,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -137,7 +138,7 @@ def run_detector(sim: Simulated, config: DetectorConfig) -> list[int]:
     return fired
 
 
-def run_legacy(sim: Simulated, sensitivity: str = "medium") -> list[int]:
+def run_legacy(sim: Simulated, sensitivity: Literal["low", "medium", "high"] = "medium") -> list[int]:
     detector, state, fired = legacy_spikes.SpikeDetector(legacy_spikes.DetectorConfig.preset(sensitivity)), \
         legacy_spikes.SpikeDetector.new_state(), []
     for i, x in enumerate(sim.counts):
@@ -163,7 +164,8 @@ def score(fired: list[int], spikes: list[Spike]) -> tuple[dict, int, list[int]]:
     during warm-up are not scored."""
     fired = [f for f in fired if f >= WARMUP_DAYS * PER_DAY]
     found: dict[tuple, list[bool]] = defaultdict(list)
-    delays, matched = [], set()
+    delays: list[int] = []
+    matched: set[int] = set()
     for s in spikes:
         if s.start < WARMUP_DAYS * PER_DAY:
             continue  # the series is still learning: neither scored as found nor as missed
@@ -175,7 +177,7 @@ def score(fired: list[int], spikes: list[Spike]) -> tuple[dict, int, list[int]]:
     return found, len([f for f in fired if f not in matched]), delays
 
 
-def evaluate(name: str, detect, series: list[tuple[float, np.ndarray, list[Spike]]], days: int) -> dict:
+def evaluate(name: str, detect, series: list[tuple[float, Simulated]], days: int) -> dict:
     started = time.perf_counter()
     found_all: dict[tuple, list[bool]] = defaultdict(list)
     by_volume: dict[float, list[bool]] = defaultdict(list)
@@ -211,7 +213,7 @@ GRID = {f"budget {b}/wk, max 1 page per {mp / 3600:g} h": dict(budget_per_week=b
 BUDGET_CHECK = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def nab_results(directory: Path, sensitivity: str) -> dict:
+def nab_results(directory: Path, sensitivity: Literal["low", "medium", "high"]) -> dict:
     data = spikes_nab.load(directory)
     new = lambda **kw: lambda: (SpikeDetector(DetectorConfig.preset(sensitivity, **kw)), SpikeDetector.new_state())  # noqa: E731
     legacy = lambda: (legacy_spikes.SpikeDetector(legacy_spikes.DetectorConfig.preset("medium")),  # noqa: E731

@@ -123,7 +123,10 @@ class E5Annotator:
         self.version = ",".join(f"{k}={v}" for k, v in self.versions.items())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encode(list(texts), want_sentiment=False)[1]
+        embeddings = self.encode(list(texts), want_sentiment=False)[1]
+        if embeddings is None:  # encode_all always embeds when sentiment is not wanted
+            raise RuntimeError("the encoder returned no embeddings")
+        return embeddings
 
     def pools(self, texts: Sequence[str]) -> np.ndarray:
         """The shared pass (features.py): per-layer mean pools, long posts in windows."""
@@ -133,7 +136,7 @@ class E5Annotator:
     def sentiment_probs(self, pools: np.ndarray) -> np.ndarray:
         """Temperature-scaled (calibrated) sentiment probabilities from the pools."""
         with torch.inference_mode():
-            logits = self.encoder.sentiment.classifier(torch.from_numpy(pools[:, TOP_LAYER]).float())
+            logits = self.encoder.sentiment_head.classifier(torch.from_numpy(pools[:, TOP_LAYER]).float())
             return torch.softmax(logits / self.temperature, dim=-1).numpy()
 
     def encode(self, texts: list[str], want_sentiment: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -166,13 +169,14 @@ class E5Annotator:
         texts = list(unique)
         probs, embs, pools = self.encode_all(texts, want_sentiment=self.want_sentiment)
         topic_rows = self.topics.labels_for(embs) if (self.topics is not None and embs is not None) else None
-        heads = self.heads.predict(pools) if (self.heads is not None and pools is not None) else None
+        head_set = self.heads
+        heads = head_set.predict(pools) if (head_set is not None and pools is not None) else None
         for item, ann in zip(items, out, strict=True):
             row = unique[item.text]
             if probs is not None:
                 ann.sentiment = sentiment_result(probs[row])
             topics = topic_rows[row] if topic_rows is not None else []
-            if heads is not None:
+            if heads is not None and head_set is not None:
                 h = heads[row]
                 if "complaint" in h.scores:
                     p = h.scores["complaint"]
@@ -180,13 +184,13 @@ class E5Annotator:
                                                     probability=round(p, 4))
                 if "relevant" in h.scores:
                     ann.relevance = round(h.scores["relevant"], 4)
-                if self.heads.has("brand_sentiment"):
+                if head_set.has("brand_sentiment"):
                     ann.brand_sentiment = sentiment_result([h.scores[label] for label in LABELS])
                 ann.aspects = [TopicScore(label=label, score=round(h.scores[label], 4)) for label in h.decided_of("aspects")]
                 ann.intents = [TopicScore(label=label, score=round(h.scores[label], 4)) for label in h.decided_of("intents")]
                 # A label with a trained head is decided by the head, not by prototype similarity.
-                topics = [t for t in topics if t[0] not in self.heads.topic_labels]
-                topics += [(label, round(h.scores[label], 4)) for label in h.decided if label in self.heads.topic_labels]
+                topics = [t for t in topics if t[0] not in head_set.topic_labels]
+                topics += [(label, round(h.scores[label], 4)) for label in h.decided if label in head_set.topic_labels]
                 topics.sort(key=lambda t: -t[1])
             if topic_rows is not None or heads is not None:
                 ann.topics = [TopicScore(label=label, score=score) for label, score in topics]

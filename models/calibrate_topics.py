@@ -48,10 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     docs = [d for d in read_germeval(args.tsv) if germeval_part(d) == "tune"]
     annotator = E5Annotator(topics=True)  # with the sentiment file: the same single pass as the pipeline
+    if annotator.topics is None:
+        raise RuntimeError("the topic classifier did not load")
     taxonomy = annotator.topics.taxonomy
     sims = annotator.topics.similarities(annotator.embed([d.text for d in docs]))
-    thresholds: dict[str, float] = {}
-    report = {}
+    thresholds: dict[str, float | None] = {}
+    report: dict[str, dict[str, object]] = {}
     for label in sorted(set(GERMEVAL_TO_TOPIC.values())):
         column = taxonomy.names.index(label)
         gold = np.array([any(GERMEVAL_TO_TOPIC.get(c) == label for c in d.categories) for d in docs])
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             thresholds[label] = t
         else:
             report[label]["threshold"] = "default (too few tune documents)"
-    default = round(statistics.median(thresholds.values()), 4)
+    default = round(statistics.median(t for t in thresholds.values() if t is not None), 4)
     for label in set(report) - set(thresholds):
         thresholds[label] = None  # the file's default
     print(json.dumps({"tune_documents": len(docs), "labels": report, "default_threshold": default}, indent=2))
@@ -69,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         path = default_taxonomy_path()
         text = path.read_text(encoding="utf-8")
         text = re.sub(r"(?m)^threshold: .*$", f"threshold: {default}", text)
-        for label, t in thresholds.items():
+        for label, threshold in thresholds.items():
             # insert, replace or (for the default) drop the label's own threshold line after its name
             pattern = re.compile(rf"(?m)^  {label}:\n(    threshold: .*\n)?")
-            line = f"    threshold: {t}\n" if t is not None else ""
+            line = f"    threshold: {threshold}\n" if threshold is not None else ""
             text = pattern.sub(f"  {label}:\n{line}", text, count=1)
         path.write_text(text, encoding="utf-8")
         print(f"updated {path}")

@@ -44,13 +44,15 @@ def train_custom_head(annotator, examples, target: Path, min_examples: int = 8, 
     pools = annotator.pools([e.text for e in examples])
     k = max(2, min(10, int(y.sum(0).min()), int((1 - y).sum(0).min())))
     folds = stratified_folds([min(e.topics & set(labels), default="") for e in examples], k, seed)
-    best = None
+    best: tuple[float, Config, np.ndarray, np.ndarray] | None = None
     for config in (Config(CUSTOM_LAYERS, c, balanced) for c in (0.25, 1.0, 4.0) for balanced in (False, True)):
         logits = out_of_fold_logits(pools, y, folds, config)
         probs = np.stack([cross_validated_platt(logits[:, j], y[:, j], folds) for j in range(len(labels))], axis=1)
         score = float(np.mean([binary_figures(y[:, j], probs[:, j] >= 0.5)["f1"] for j in range(len(labels))]))
         if best is None or score > best[0]:
             best = (score, config, logits, probs)
+    if best is None:  # the grid above is never empty
+        raise RuntimeError("no configuration was scored")
     _, config, logits, probs = best
     thresholds = [best_threshold(probs[:, j], y[:, j].astype(bool)) for j in range(len(labels))]
     cv = {}

@@ -162,7 +162,7 @@ def read_complaints(path: Path) -> list[ComplaintRow]:
             for row in reader:
                 line = reader.line_num
                 if None in row or any(row.get(c) is None for c in ("id", "text", "complaint")):
-                    raise DatasetError(f"{path}:{line}: expected {len(reader.fieldnames)} columns")
+                    raise DatasetError(f"{path}:{line}: expected {len(reader.fieldnames or [])} columns")
                 flag = row["complaint"].strip().lower()
                 if flag not in ("0", "1", "true", "false"):
                     raise DatasetError(f"{path}:{line}: complaint {row['complaint']!r} is not 0/1 or true/false")

@@ -102,6 +102,20 @@ class SharedEncoder(nn.Module):
         return self.topic_projection
 
     @property
+    def sentiment_head(self) -> SentimentHead:
+        """The fine-tuned sentiment layers, for callers that cannot work without them."""
+        if self.sentiment is None:
+            raise RuntimeError("the builtin sentiment layers are not loaded (models.sentiment is off or a Hugging Face model)")
+        return self.sentiment
+
+    @property
+    def projection(self) -> nn.Linear:
+        """The fitted topic projection, for callers that cannot work without it."""
+        if self.topic_projection is None:
+            raise RuntimeError("the topic projection is not loaded (it lives in the builtin sentiment file)")
+        return self.topic_projection
+
+    @property
     def single_pass(self) -> bool:
         """Sentiment and topics from one 12-layer pass (needs the fitted projection)."""
         return self.sentiment is not None and self.topic_projection is not None
@@ -122,7 +136,7 @@ class SharedEncoder(nn.Module):
             if want_sentiment:
                 probs = torch.softmax(self.sentiment.logits(top, mask), dim=-1)
             if want_embeddings and self.single_pass:
-                emb = torch.nn.functional.normalize(self.topic_projection(projection_features(trunk, top, mask)), dim=-1)
+                emb = torch.nn.functional.normalize(self.projection(projection_features(trunk, top, mask)), dim=-1)
         if want_embeddings and emb is None:
             emb = self.run_original_top(trunk, mask)
         return Encoded(probs, emb)

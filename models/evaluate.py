@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -89,7 +89,10 @@ def score_texts(annotator, texts: list[str], chunk: int = 256, progress=None) ->
     """Run the builtin annotator's shared pass once over ``texts`` (in chunks)."""
     from stimmung.models.features import topic_embeddings
 
-    sentiment, proto, per_head = [], [], {h.name: ([], []) for h in annotator.heads.heads} if annotator.heads else {}
+    sentiment: list[np.ndarray] = []
+    proto: list[np.ndarray] = []
+    per_head: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = (
+        {h.name: ([], []) for h in annotator.heads.heads} if annotator.heads else {})
     for start in range(0, len(texts), chunk):
         pools = annotator.pools(texts[start:start + chunk])
         sentiment.append(annotator.sentiment_probs(pools))
@@ -131,15 +134,15 @@ def evaluate_complaints(rows: list[ComplaintRow], scored: Scored) -> dict:
 
 def evaluate_germeval(docs: list[GermEvalDoc], scored: Scored, part: str = "heldout") -> dict:
     """On the chosen part: sentiment and brand-sentiment micro-F1 (= accuracy: one label per
-    document) with their calibration errors, beside the majority class; relevance, complaint (weak label: relevant + negative) and aspects from the
-    trained heads, each with the prototype labels as baseline. ``scored`` covers ``docs[part]``."""
+    document) with their calibration errors, beside the majority class; relevance, complaint
+    (weak label: relevant + negative) and aspects from the trained heads, each with the prototype labels as baseline. ``scored`` covers ``docs[part]``."""
     chosen = germeval_select(docs, part)
     gold_sent = np.array([LABELS.index(d.sentiment) for d in chosen])
     relevant = np.array([d.relevant for d in chosen])
     complaint = np.array([d.relevant and d.sentiment == "negative" for d in chosen])
     mapped = sorted(set(GERMEVAL_TO_TOPIC.values()))
     proto_any_mapped = np.any([scored.prototype[label] for label in mapped], axis=0)
-    out = {
+    out: dict[str, Any] = {
         "part": part, "documents": len(chosen),
         "sentiment_micro_f1": round(100 * float(np.mean(scored.sentiment.argmax(1) == gold_sent)), 2),
         "sentiment_ece": expected_calibration_error(scored.sentiment, gold_sent),

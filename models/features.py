@@ -112,7 +112,7 @@ def normalized(pools: np.ndarray, layers: Sequence[int]) -> np.ndarray:
 
 def sentiment_probs(encoder: SharedEncoder, pools: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        logits = encoder.sentiment.classifier(torch.from_numpy(pools[:, TOP_LAYER]).float())
+        logits = encoder.sentiment_head.classifier(torch.from_numpy(pools[:, TOP_LAYER]).float())
         return torch.softmax(logits, dim=-1).numpy()
 
 
@@ -120,4 +120,4 @@ def topic_embeddings(encoder: SharedEncoder, pools: np.ndarray) -> np.ndarray:
     """e5's topic space via the projection (see encoder.py), from the same pools."""
     with torch.inference_mode():
         x = torch.from_numpy(normalized(pools, (TRUNK_LAYER, TOP_LAYER)))
-        return torch.nn.functional.normalize(encoder.topic_projection(x), dim=-1).numpy()
+        return torch.nn.functional.normalize(encoder.projection(x), dim=-1).numpy()

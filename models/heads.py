@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from stimmung.models.features import normalized
 
@@ -42,8 +43,8 @@ class LinearHead:
     layers: tuple[int, ...]
     weight: np.ndarray  # [labels, features]
     bias: np.ndarray  # [labels]
-    platt: np.ndarray = None  # [labels, 2]: a, b
-    thresholds: np.ndarray = None  # [labels], on calibrated probabilities
+    platt: np.ndarray | None = None  # [labels, 2]: a, b (identity when None)
+    thresholds: np.ndarray | None = None  # [labels], on calibrated probabilities (0.5 when None)
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -56,6 +57,12 @@ class LinearHead:
     def logits(self, pools: np.ndarray) -> np.ndarray:
         return normalized(pools, self.layers) @ self.weight.T + self.bias
 
+    @staticmethod
+    def _filled(value: np.ndarray | None) -> np.ndarray:
+        if value is None:  # __post_init__ fills platt and thresholds
+            raise ValueError("head used before its calibration was set")
+        return value
+
     @property
     def exclusive(self) -> bool:
         """One label per post (argmax), not independent yes/no decisions."""
@@ -63,13 +70,14 @@ class LinearHead:
 
     def probabilities(self, pools: np.ndarray) -> np.ndarray:
         """``[N, labels]`` calibrated probabilities (an exclusive head's rows sum to one)."""
-        probs = sigmoid(self.logits(pools) * self.platt[:, 0] + self.platt[:, 1])
+        platt = self._filled(self.platt)
+        probs = sigmoid(self.logits(pools) * platt[:, 0] + platt[:, 1])
         return normalized_rows(probs) if self.exclusive else probs
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         if self.exclusive:
             return np.eye(len(self.labels), dtype=bool)[probs.argmax(1)]
-        return probs >= self.thresholds
+        return probs >= self._filled(self.thresholds)
 
     def save(self, path: Path) -> None:
         import torch
@@ -169,7 +177,7 @@ def best_threshold(probs: np.ndarray, gold: np.ndarray, macro: bool = False) -> 
     return best[1]
 
 
-def binary_figures(gold: Sequence[bool], pred: Sequence[bool]) -> dict:
+def binary_figures(gold: ArrayLike, pred: ArrayLike) -> dict:
     """Positive-class precision/recall/F1 and macro-F1 over both classes, in %."""
     g, p = np.asarray(gold, bool), np.asarray(pred, bool)
     tp, fp, fn, tn = int((g & p).sum()), int((~g & p).sum()), int((g & ~p).sum()), int((~g & ~p).sum())
@@ -244,9 +252,9 @@ def fit_head(name: str, labels: list[str], pools: np.ndarray, y: np.ndarray, con
 def stratified_folds(strata: Sequence, k: int, seed: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedKFold
 
-    strata = np.asarray([str(s) for s in strata])
-    folds = np.zeros(len(strata), dtype=int)
-    for i, (_, test) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed).split(strata, strata)):
+    labels = np.asarray([str(s) for s in strata])
+    folds = np.zeros(len(labels), dtype=int)
+    for i, (_, test) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed).split(labels, labels)):
         folds[test] = i
     return folds
 

@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     g_long = cache.pools("germeval-dev", [d.text for d in docs], long_tokens=LONG_TOKENS)
     tune = np.array([germeval_part(d) == "tune" for d in docs])
     g_rel, g_comp, g_asp = germeval_targets(docs)
+    if annotator.topics is None:
+        raise RuntimeError("the topic classifier did not load")
     taxonomy = annotator.topics.taxonomy
     heldout = {}
 
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         val = read_umsab(args.data / "umsab", "val")
         v_pools = cache.pools("umsab-val", val.texts)
         with torch.inference_mode():
-            logits = annotator.encoder.sentiment.classifier(torch.from_numpy(v_pools[:, TOP_LAYER]).float()).numpy()
+            logits = annotator.encoder.sentiment_head.classifier(torch.from_numpy(v_pools[:, TOP_LAYER]).float()).numpy()
         gold = np.array(val.labels)
         folds = stratified_folds([f"{l}{g}" for l, g in zip(val.languages, gold)], args.folds, args.seed)
         cv_probs = np.zeros_like(logits)
@@ -332,10 +334,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if "intents" in args.only:
         written = read_topic_jsonl(HERE / "train" / "intents_v1.jsonl")
-        examples = [(e, {l.name}) for l in taxonomy.labels for e in (l.description, *l.examples)]
-        examples += [(w.text, w.topics) for w in written]
-        pools = cache.pools("intent-examples", [t for t, _ in examples]).astype(np.float32)
-        y = np.array([[i in labels for i in INTENTS] for _, labels in examples]).astype(int)
+        labelled: list[tuple[str, set[str]]] = [(e, {l.name}) for l in taxonomy.labels for e in (l.description, *l.examples)]
+        labelled += [(w.text, set(w.topics)) for w in written]
+        pools = cache.pools("intent-examples", [t for t, _ in labelled]).astype(np.float32)
+        y = np.array([[i in labels for i in INTENTS] for _, labels in labelled]).astype(int)
         folds = stratified_folds(y.argmax(1) * y.any(1), 5, args.seed)
         config = Config((8, 12), 1.0, True)  # fixed: selecting on written data would only fit our writing
         logits = out_of_fold_logits(pools, y, folds, config)
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                         {"trained_on": f"{len(written)} written examples (models/train/intents_v1.jsonl) + taxonomy examples",
                          "quality": "not measured: no real labelled data"})
         with_pass(head, annotator).save(args.out / "intents.safetensors")
-        report["intents"] = {"config": config.describe(), "examples": len(examples),
+        report["intents"] = {"config": config.describe(), "examples": len(labelled),
                              "quality": "not measured: no real labelled intent data exists"}
 
     report["germeval_heldout"] = germeval_heldout(annotator, heldout, docs, g_pools, g_long, ~tune,
@@ -367,8 +369,8 @@ def germeval_heldout(annotator, heads, docs, g_pools, g_long, rows, targets, pre
         sentiment = sentiment_probs(annotator.encoder, pools).argmax(1)
         fig["sentiment_micro_f1"] = round(100 * float(np.mean([("negative", "neutral", "positive")[s] == d.sentiment
                                                                 for s, d in zip(sentiment, np.array(docs, dtype=object)[rows])])), 2)
-        proto = prototype_scores(annotator, pools, ASPECTS + ["complaint"]) >= 0.5
-        baseline = {"aspects": proto[:, :-1], "complaint": proto[:, -1:], "relevance": proto[:, :-1].any(1, keepdims=True)}
+        proto = np.asarray(prototype_scores(annotator, pools, ASPECTS + ["complaint"]) >= 0.5)
+        baseline: dict[str, np.ndarray] = {"aspects": proto[:, :-1], "complaint": proto[:, -1:], "relevance": np.asarray(proto[:, :-1].any(1, keepdims=True))}
         fig["prototype"] = {"relevance": binary_figures(gold["relevance"], baseline["relevance"][:, 0]),
                             "complaint": binary_figures(gold["complaint"], baseline["complaint"][:, 0]),
                             "aspects_micro_f1": micro_f1(gold["aspects"], baseline["aspects"])}

@@ -104,7 +104,7 @@ def projection_inputs(encoder: SharedEncoder, states, batch: int = 128) -> np.nd
     with torch.inference_mode():
         for group in batches_by_length(states, list(range(len(states))), batch, False, random.Random(0)):
             x, mask = collate(states, group)
-            out[group] = projection_features(x, encoder.sentiment.hidden_states(x, mask), mask).numpy()
+            out[group] = projection_features(x, encoder.sentiment_head.hidden_states(x, mask), mask).numpy()
     return out
 
 
@@ -113,7 +113,7 @@ def fit_topic_projection(encoder: SharedEncoder, train_states, val_states, alpha
     """Ridge regression onto e5's original embedding; returns the fit's figures (val fidelity)."""
     from sklearn.linear_model import Ridge
 
-    encoder.sentiment.eval()
+    encoder.sentiment_head.eval()
     teacher = frozen_embeddings(encoder, train_states) if teacher_train is None else teacher_train
     ridge = Ridge(alpha=alpha).fit(projection_inputs(encoder, train_states), teacher)
     projection = encoder.new_topic_projection()
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = load_sentiment(encoder, args.out)
         figures = fit_topic_projection(encoder, train_states, val_states)
         meta["topic_projection"] = json.dumps(figures)
-        save_sentiment(encoder.sentiment, args.out, meta, encoder.topic_projection)
+        save_sentiment(encoder.sentiment_head, args.out, meta, encoder.topic_projection)
         if args.report and args.report.is_file():
             report = json.loads(args.report.read_text())
             report["topic_projection"] = figures
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
     labels = torch.tensor(train.labels)
-    best = (-1.0, None, None)
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})  # (macro-F1, epoch, weights)
     history = []
     for epoch in range(1, args.epochs + 1):
         head.train()
@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "model": "stimmung-sentiment-e5small-top4", "trained_on": "UMSAB train (8 languages)",
-        "selected_on": "UMSAB val", "epoch": best[1], "top_layers": TOP, "max_tokens": MAX_TOKENS,
-        "base": base_dir.name, "seed": args.seed,
+        "selected_on": "UMSAB val", "epoch": str(best[1]), "top_layers": str(TOP), "max_tokens": str(MAX_TOKENS),
+        "base": base_dir.name, "seed": str(args.seed),
     }
     projection = fit_topic_projection(encoder, train_states, val_states, teacher_train=teacher_train)
     meta["topic_projection"] = json.dumps(projection)

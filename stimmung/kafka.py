@@ -300,6 +300,21 @@ class KafkaWait:
         HEALTH.set_ready("kafka", True, "connected")
 
 
+def commit_or_redeliver(consumer: KafkaConsumer, offsets: dict, role: str) -> bool:
+    """Commit offsets of records whose downstream writes were acknowledged. When the group is
+    rebalancing (RebalanceInProgressError, CommitFailedError) or the broker is away, skip the
+    commit instead of ending the role: the records are delivered again — to this member or to the
+    one that now owns the partition — and handled again, which their ids make harmless. The next
+    successful commit covers them. (Issue #20: the case manager died on a rebalance mid-commit.)"""
+    try:
+        consumer.commit(offsets)
+        return True
+    except KafkaError as err:
+        log.warning("%s: commit skipped, the records will be delivered again", role,
+                    extra={"error": f"{type(err).__name__}: {str(err)[:200]}"})
+        return False
+
+
 def make_producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
     config = dict(
         **client_config(settings),

@@ -55,9 +55,11 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
         },
         "loggers": {
             **{name: {"level": logging.getLevelName(quiet)} for name in _QUIET},
-            # Its per-node failure warnings carry full tracebacks on every retry; the sink logs
-            # one clear line per retry (and the circuit breaker's state) instead.
+            # Their per-node failure and per-retry warnings carry full tracebacks on every retry
+            # (hundreds of lines a second during an outage, issue #20); the roles log one clear
+            # line per state change ("Elasticsearch unavailable; waiting", "... back") instead.
             "elastic_transport.node_pool": {"level": "ERROR"},
+            "elastic_transport.transport": {"level": "ERROR"},
         },
         "root": {"level": level, "handlers": ["stderr"]},
     }

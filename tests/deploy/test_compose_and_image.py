@@ -167,3 +167,26 @@ def test_grafana_dashboard_queries_only_metrics_that_exist():
     unknown = used - known
     assert not unknown, unknown
     assert {"stimmung_consumer_lag_messages", "stimmung_alerts_total", "stimmung_dead_letters_total"} <= used
+
+
+def test_the_installed_package_carries_every_model_file_the_enricher_loads(tmp_path):
+    """The image installs with `pip install .` (not editable): a model file missing from the
+    package data would silently switch its head off in production (HeadSet skips absent files)."""
+    import shutil
+    import sys
+    import zipfile
+
+    from stimmung.models.heads import BUILTIN_HEADS
+
+    # A clean copy: setuptools reuses ./build, where files of an earlier build would hide a gap.
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+                    str(source)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("stimmung-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"stimmung/models/heads/{name}.safetensors" for name in BUILTIN_HEADS} | {
+        "stimmung/models/heads/sentiment-calibration.json", "stimmung/models/sentiment/sentiment-head.safetensors",
+        "stimmung/models/taxonomy.yaml"}
+    assert expected <= names, sorted(expected - names)
