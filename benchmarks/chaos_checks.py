@@ -43,11 +43,10 @@ def indexed_ids(settings) -> Counter:
 
 
 def lags(settings) -> dict[str, int | None]:
-    from stimmung.lag import measure_lag
+    from stimmung.lag import measure_lag, role_groups
 
-    t, app = settings.kafka.topics, settings.pipeline.app_id
-    groups = {"worker": (app, t.raw), "sink": (f"{app}-sink", t.enriched), "alerting": (f"{app}-alerting", t.enriched),
-              "cases": (f"{app}-cases", t.enriched)}
+    # the roles this soak runs (`stimmung lag` reads the same groups)
+    groups = {name: g for name, g in role_groups(settings).items() if name in ("worker", "sink", "alerting", "cases")}
     out: dict[str, int | None] = {}
     for name, (group, topic) in groups.items():
         try:

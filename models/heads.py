@@ -249,7 +249,7 @@ def fit_head(name: str, labels: list[str], pools: np.ndarray, y: np.ndarray, con
                       np.array(platt), np.asarray(thresholds, dtype=np.float64), dict(meta, config=config.describe()))
 
 
-def stratified_folds(strata: Sequence, k: int, seed: int) -> np.ndarray:
+def stratified_folds(strata: Sequence | np.ndarray, k: int, seed: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.asarray([str(s) for s in strata])

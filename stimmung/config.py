@@ -175,11 +175,16 @@ class PipelineSettings(_Section):
 
 class SeriesSettings(_Section):
     """One family of count series the spike detector watches: per brand, optionally split by
-    topic or platform, optionally only one sentiment or one topic."""
+    topic or platform; by default only complaints (a breach of expectations, the trained complaint
+    head: issue #18), optionally only one sentiment or one topic."""
 
     split_by: list[Literal["topic", "platform"]] = Field(default_factory=list, description="Besides the brand")
-    sentiment: Literal["negative", "neutral", "positive"] | None = "negative"
-    topic: str | None = Field(None, description="Only mentions with this topic label (e.g. complaint)")
+    complaint: bool = Field(True, description=(
+        "Count only complaints (the mention's complaint label; without the trained heads, the prototype "
+        "'complaint' topic). false: every mention that passes the other filters"))
+    sentiment: Literal["negative", "neutral", "positive"] | None = Field(None, description=(
+        "Only mentions of this sentiment, e.g. negative (with complaint: false, the series before issue #18)"))
+    topic: str | None = Field(None, description="Only mentions with this topic label (e.g. delivery)")
 
 
 class DetectorSettings(_Section):

@@ -13,7 +13,7 @@ import threading
 
 from kafka import KafkaConsumer, TopicPartition
 
-from stimmung.config import KafkaSettings
+from stimmung.config import KafkaSettings, Settings
 from stimmung.kafka import client_config
 from stimmung.metrics import CONSUMER_LAG
 
@@ -53,6 +53,29 @@ def measure_lag(settings: KafkaSettings, group: str, topics: list[str]) -> dict[
         return lag
     finally:
         consumer.close(autocommit=False)
+
+
+def measure_partition_lag(settings: KafkaSettings, group: str, topic: str) -> list[dict[str, int]]:
+    """Per partition of ``topic``: the group's next read position, the end offset and the lag (an
+    empty list when the topic does not exist)."""
+    consumer = group_reader(settings, group, "lag")
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            return []
+        return [{"partition": tp.partition, "position": position, "end": end, "lag": max(0, end - position)}
+                for tp, (position, end) in sorted(committed_positions(consumer, partitions).items(),
+                                                  key=lambda item: item[0].partition)]
+    finally:
+        consumer.close(autocommit=False)
+
+
+def role_groups(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Each consuming role's consumer group and the topic it reads (the roles' own defaults)."""
+    app, topics = settings.pipeline.app_id, settings.kafka.topics
+    return {"worker": (app, topics.raw), "sink": (f"{app}-sink", topics.enriched),
+            "alerting": (f"{app}-alerting", topics.enriched), "cases": (f"{app}-cases", topics.enriched),
+            "privacy-worker": (f"{app}-privacy", topics.privacy)}
 
 
 class LagReporter:

@@ -30,12 +30,15 @@ SHIFT = "sentiment_shift"  # the per-brand series of all mentions the sentiment-
 
 def series_of(mention: EnrichedMention, families: list[SeriesSettings]) -> list[tuple[str, dict[str, str]]]:
     """The count series a mention belongs to: (key, labels), e.g.
-    ('brand=Nordbahn|topic=delivery|sentiment=negative', {...})."""
+    ('brand=Nordbahn|topic=delivery|signal=complaint', {...})."""
     sentiment = mention.sentiment.label if mention.sentiment else None
     topics = [t.label for t in mention.topics]
+    complaint = is_complaint(mention)
     out: dict[str, dict[str, str]] = {}
     for brand in sorted({b.brand for b in mention.brands}):
         for family in families:
+            if family.complaint and not complaint:
+                continue
             if family.sentiment and sentiment != family.sentiment:
                 continue
             if family.topic and family.topic not in topics:
@@ -49,9 +52,19 @@ def series_of(mention: EnrichedMention, families: list[SeriesSettings]) -> list[
                 labels = {"brand": brand, **({"topic": family.topic} if family.topic else {}), **split}
                 if family.sentiment:
                     labels["sentiment"] = family.sentiment
-                key = "|".join(f"{k}={labels[k]}" for k in ("brand", "topic", "platform", "sentiment") if k in labels)
+                if family.complaint:
+                    labels["signal"] = "complaint"
+                key = "|".join(f"{k}={labels[k]}" for k in ("brand", "topic", "platform", "sentiment", "signal") if k in labels)
                 out[key] = labels
     return list(out.items())
+
+
+def is_complaint(mention: EnrichedMention) -> bool:
+    """The trained complaint head's decision; without the heads (models.heads off, or a Hugging
+    Face sentiment model) the prototype 'complaint' topic stands in."""
+    if mention.complaint is not None:
+        return mention.complaint.label == "complaint"
+    return any(t.label == "complaint" for t in mention.topics)
 
 
 def shift_series_of(mention: EnrichedMention) -> list[tuple[str, dict[str, str]]]:
@@ -250,7 +263,9 @@ class SeriesBook:
             return None
         from stimmung.pipeline.elastic.search import SearchRequest, discover_url
 
-        request = SearchRequest(brand=[labels["brand"]], topic=[labels["topic"]] if "topic" in labels else [],
+        # a complaint series' slice: the complaint topic, which the complaint head decides
+        topic = [labels["topic"]] if "topic" in labels else (["complaint"] if labels.get("signal") == "complaint" else [])
+        request = SearchRequest(brand=[labels["brand"]], topic=topic,
                                 sentiment=[labels["sentiment"]] if "sentiment" in labels else [],
                                 platform=[labels["platform"]] if "platform" in labels else [],
                                 since=start.isoformat(), until=end.isoformat())

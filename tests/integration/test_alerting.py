@@ -56,6 +56,7 @@ def mention(n: int, created: float, text: str = "Nordbahn: Zug fällt schon wied
         language="de", language_confidence=0.99, language_source="model",
         engagement={"likes": n % 7, "shares": n % 3, "replies": 0},
         sentiment={"label": "negative", "score": 0.9, "probabilities": {"negative": 0.9, "neutral": 0.07, "positive": 0.03}},
+        complaint={"label": "complaint", "probability": 0.93},
         topics=[{"label": "delivery", "score": 0.8}], brands=[{"brand": "Nordbahn", "query": "nordbahn"}],
         model_versions={"sentiment": "test"})
 
@@ -110,7 +111,7 @@ def alerting_config(config: dict, webhook: str, alertmanager_url: str | None = N
         channels.append({"name": "am", "type": "alertmanager", "url": alertmanager_url})
     config["alerting"] = {"window_s": WINDOW, "lateness_s": 2, "tick_s": 1,
                           "detector": {"warmup_windows": 5, "cooldown_s": 600},
-                          "series": [{"sentiment": "negative"}], "channels": channels,
+                          "series": [{}], "channels": channels,  # the default family: complaints per brand
                           "routes": [{"brands": ["Nordbahn"], "channels": [c["name"] for c in channels]}]}
     config["kibana"] = {"url": "http://kibana.example:5601"}
     return config
@@ -137,7 +138,9 @@ def test_a_spike_reaches_a_signed_webhook_alertmanager_and_the_alerts_index(sett
     fired = wait_for(lambda: [a for a in posted(hook, "/alerts") if a["event"] == "fired"], timeout=180,
                      check=roles.check_alive, message="the spike alert at the webhook")
     alert = fired[0]
-    assert alert["brand"] == "Nordbahn" and alert["sentiment"] == "negative" and alert["severity"] == "critical"
+    # the default series counts complaints (issue #18), not a sentiment
+    assert alert["brand"] == "Nordbahn" and alert["series"] == "brand=Nordbahn|signal=complaint"
+    assert alert["sentiment"] is None and alert["severity"] == "critical"
     assert alert["observed"] == 40 and alert["expected"] < 6 and alert["p_value"] < 1e-6
     assert alert["window_start"].startswith(datetime.fromtimestamp(spike_start, timezone.utc).isoformat()[:19])
     assert alert["sentiment_mix"] == {"negative": 40} and alert["platform_mix"] == {"mastodon": 20, "bluesky": 20}
@@ -147,6 +150,7 @@ def test_a_spike_reaches_a_signed_webhook_alertmanager_and_the_alerts_index(sett
     assert alert["expected_lower"] <= alert["expected"] < alert["expected_upper"] < 40
     assert {"nordbahn", "zug", "fällt"} <= set(alert["top_terms"]) and "wieder" not in alert["top_terms"]
     assert alert["kibana_url"].startswith("http://kibana.example:5601/app/discover#/") and "Nordbahn" in alert["kibana_url"]
+    assert "complaint" in alert["kibana_url"]  # the slice of exactly the counted mentions
     _, headers, body = next(r for r in hook.received if r[0] == "/alerts" and json.loads(r[2])["event"] == "fired")
     expected_sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Stimmung-Signature"] == expected_sig and headers["Idempotency-Key"] == alert["event_id"]

@@ -150,8 +150,9 @@ def test_a_mention_counts_in_each_series_it_belongs_to():
                                                             "probabilities": {"negative": 0.9, "neutral": 0.05, "positive": 0.05}},
                         topics=[{"label": "delivery", "score": 0.8}, {"label": "complaint", "score": 0.7}],
                         brands=[{"brand": "Nordbahn", "query": "nordbahn"}, {"brand": "Röstwerk", "query": "röstwerk"}])
-    keys = dict(series_of(m, [SeriesSettings(), SeriesSettings(split_by=["topic"]),
-                              SeriesSettings(sentiment=None, topic="complaint", split_by=["platform"])]))
+    negative = SeriesSettings(complaint=False, sentiment="negative")
+    keys = dict(series_of(m, [negative, SeriesSettings(complaint=False, sentiment="negative", split_by=["topic"]),
+                              SeriesSettings(complaint=False, topic="complaint", split_by=["platform"])]))
     assert set(keys) == {
         "brand=Nordbahn|sentiment=negative", "brand=Röstwerk|sentiment=negative",
         "brand=Nordbahn|topic=delivery|sentiment=negative", "brand=Nordbahn|topic=complaint|sentiment=negative",
@@ -159,4 +160,28 @@ def test_a_mention_counts_in_each_series_it_belongs_to():
         "brand=Nordbahn|topic=complaint|platform=mastodon", "brand=Röstwerk|topic=complaint|platform=mastodon"}
     assert keys["brand=Nordbahn|topic=complaint|platform=mastodon"] == {"brand": "Nordbahn", "topic": "complaint", "platform": "mastodon"}
     positive = m.model_copy(update={"sentiment": m.sentiment.model_copy(update={"label": "positive"})})
-    assert [k for k, _ in series_of(positive, [SeriesSettings()])] == []
+    assert [k for k, _ in series_of(positive, [negative])] == []
+
+
+def test_the_default_series_count_complaints_not_negativity():
+    """Issue #18: a breach of expectations, as the complaint head decides, not negative sentiment."""
+    from stimmung.config import AlertingSettings
+
+    defaults = AlertingSettings().series
+    base = dict(platform="bluesky", native_id="2", created_at=datetime(2026, 11, 24, tzinfo=timezone.utc), language="de",
+                language_confidence=1, language_source="model", brands=[{"brand": "Nordbahn", "query": "nordbahn"}],
+                topics=[{"label": "delivery", "score": 0.8}])
+    negative = {"label": "negative", "score": 0.9, "probabilities": {"negative": 0.9, "neutral": 0.05, "positive": 0.05}}
+    neutral = {"label": "neutral", "score": 0.8, "probabilities": {"negative": 0.1, "neutral": 0.8, "positive": 0.1}}
+    # a complaint in a neutral tone counts; a negative post that complains about nobody does not
+    complaint = EnrichedMention(text="Paket seit 3 Wochen nicht da, bitte um Rückmeldung", sentiment=neutral,
+                                complaint={"label": "complaint", "probability": 0.8}, **base)
+    grumble = EnrichedMention(text="Montage sind furchtbar", sentiment=negative,
+                              complaint={"label": "no_complaint", "probability": 0.1}, **base)
+    assert set(dict(series_of(complaint, defaults))) == {"brand=Nordbahn|signal=complaint",
+                                                          "brand=Nordbahn|topic=delivery|signal=complaint"}
+    assert series_of(grumble, defaults) == []
+    # without the trained heads the prototype 'complaint' topic stands in
+    legacy = EnrichedMention(text="Montage sind furchtbar", sentiment=negative,
+                             **{**base, "topics": [{"label": "complaint", "score": 0.6}]})
+    assert "brand=Nordbahn|signal=complaint" in dict(series_of(legacy, defaults))
