@@ -19,12 +19,25 @@ def _when(value: Any) -> datetime:
     return datetime.now(timezone.utc)
 
 
-def from_meta(payload: dict[str, Any]) -> Iterator[RawMention | tuple[str, Any]]:
-    """Each change with text becomes a mention; anything else is (reason, change) to dead-letter."""
-    platform = {"page": "facebook", "instagram": "instagram"}.get(payload.get("object", ""), "meta")
-    for entry in payload.get("entry", []):
-        for change in entry.get("changes", []):
-            value = change.get("value") or {}
+def from_meta(payload: Any) -> Iterator[RawMention | tuple[str, Any]]:
+    """Each change with text becomes a mention; anything else is (reason, change) to dead-letter.
+    Any JSON is accepted: a body of the wrong shape is one reason, never an exception (a 500)."""
+    if not isinstance(payload, dict):
+        yield (f"Meta webhook body is a JSON {type(payload).__name__}, expected an object", payload)
+        return
+    platform = {"page": "facebook", "instagram": "instagram"}.get(str(payload.get("object", "")), "meta")
+    entries = payload.get("entry") or []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
+            yield ("entry without a list of changes", entry)
+            continue
+        for change in changes:
+            if not isinstance(change, dict):
+                yield ("change is not a JSON object", change)
+                continue
+            value = change.get("value")
+            value = value if isinstance(value, dict) else {}
             text = value.get("message") or value.get("text")
             native = value.get("comment_id") or value.get("post_id") or value.get("id")
             if not text or not native:
@@ -32,7 +45,8 @@ def from_meta(payload: dict[str, Any]) -> Iterator[RawMention | tuple[str, Any]]
                     continue  # deletions and non-content fields carry no mention
                 yield ("change without text or id", change)
                 continue
-            sender = value.get("from") or {}
+            sender = value.get("from")
+            sender = sender if isinstance(sender, dict) else {}
             # The sender's id is the key (Instagram usernames can be renamed); the username is display only.
             handle = sender.get("id") or sender.get("username")
             try:
@@ -43,7 +57,8 @@ def from_meta(payload: dict[str, Any]) -> Iterator[RawMention | tuple[str, Any]]
                                  author={"handle": str(handle), "display_handle": sender.get("username"),
                                          "display_name": sender.get("name")} if handle else None,
                                  raw={"field": change.get("field"), "page": entry.get("id")})
-            except (ValidationError, ValueError) as err:
+            except (ValidationError, ValueError, TypeError, OverflowError, OSError) as err:
+                # OverflowError/OSError: a timestamp far out of range; TypeError: an id of an odd type
                 yield (f"invalid change: {err}", change)
 
 
