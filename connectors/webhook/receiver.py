@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from aiohttp import web
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from stimmung.connectors.webhook.mapping import from_generic, from_meta
 from stimmung.health import HEALTH, beat_forever
@@ -31,6 +32,12 @@ from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import RawMention
 
 log = logging.getLogger(__name__)
+
+
+# A push is answered within this long: during a broker outage the sender gets 503 + Retry-After
+# instead of a connection held open for the producer's default two minutes.
+SEND_TIMEOUT_S = 15.0
+RETRY_AFTER_S = 30
 
 
 def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
@@ -63,7 +70,7 @@ class WebhookReceiver:
                 self.dead_letters.send(DeadLetter(stage="connector", reason=reason, error_type="invalid_item",
                                                   source=source, payload=DeadLetter.encode_payload(json.dumps(payload))))
                 rejected += 1
-        confirm_sent(self.producer, futures)
+        confirm_sent(self.producer, futures, timeout_s=SEND_TIMEOUT_S)
         self.dead_letters.flush()
         MENTIONS_PUBLISHED.labels(connector=source).inc(len(futures))
         return len(futures), rejected
@@ -81,7 +88,16 @@ class WebhookReceiver:
         except ValueError as err:
             await asyncio.to_thread(self._publish, iter([(f"invalid JSON: {err}", body.decode("utf-8", "replace"))]), source)
             return web.json_response({"error": "body is not JSON"}, status=400)
-        published, rejected = await asyncio.to_thread(self._publish, mapper(payload), source)
+        try:
+            published, rejected = await asyncio.to_thread(self._publish, mapper(payload), source)
+        except KafkaError as err:
+            # The broker is away: the sender retries later (Meta and most senders do on 5xx). What
+            # was sent before the failure is published again then; its ids make that harmless.
+            HEALTH.set_ready("kafka", False, f"publish failed: {type(err).__name__}")
+            log.warning("webhook push not published: Kafka unavailable", extra={"source": source, "error": str(err)[:200]})
+            return web.json_response({"error": "Kafka unavailable, retry later"}, status=503,
+                                     headers={"Retry-After": str(RETRY_AFTER_S)})
+        HEALTH.set_ready("kafka", True, "producer connected")
         return web.json_response({"published": published, "rejected": rejected})
 
     async def meta_verify(self, request: web.Request) -> web.Response:

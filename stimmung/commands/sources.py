@@ -144,7 +144,8 @@ def webhook(obj: Context) -> None:
         fail("connectors.webhook: set meta_app_secret and/or generic_secret (env or *_file); "
              "unsigned webhooks are never accepted")
     start_role(s)
-    producer = make_producer(s.kafka)
+    # bounded waits: a push during a broker outage is answered 503 in seconds (receiver.SEND_TIMEOUT_S)
+    producer = make_producer(s.kafka, max_block_ms=10_000, request_timeout_ms=10_000, delivery_timeout_ms=15_000)
     receiver = WebhookReceiver(producer, s.kafka.topics.raw, DeadLetters(producer, s.kafka.topics.deadletter), **secrets)
     log.info("webhook receiver listening", extra={"host": w.host, "port": w.port})
     try:

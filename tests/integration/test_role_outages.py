@@ -107,3 +107,72 @@ def test_worker_started_while_the_broker_is_down_enriches_once_it_is_up(settings
     got = read_topic(settings, settings.kafka.topics.enriched, 5, timeout_s=240)
     roles.check_alive()
     assert len({EnrichedMention.model_validate_json(v).native_id for v in got}) == 5
+
+
+def test_alerting_started_while_the_broker_is_down_waits_and_becomes_ready(settings, roles, local_stack):
+    ensure_topics(settings.kafka)
+    local_stack.down(only=["kafka"])
+    port = free_port()
+    try:
+        roles.start("alerting", metrics_ports={"alerting": port})
+        time.sleep(10)
+        roles.check_alive()
+        assert probe(port, "/healthz")[0] == 200
+        assert probe(port, "/readyz")[0] == 503
+    finally:
+        local_stack.up(only=["kafka"])
+    wait_for(lambda: probe(port, "/readyz")[0] == 200, timeout=180, check=roles.check_alive,
+             message="alerting ready once the broker is back")
+
+
+def test_webhook_receiver_rides_out_a_broker_outage_and_answers_503_meanwhile(settings, config, tmp_path, local_stack):
+    """Started while the broker is away it stays up; a push during an outage gets 503 (retry
+    later, nothing half-published) within seconds instead of hanging or a 500; afterwards the
+    same push is published."""
+    import hashlib
+    import hmac
+    import json
+
+    import httpx
+
+    from .conftest import Roles
+
+    ensure_topics(settings.kafka)
+    secret, web_port, metrics_port = "fuzzy-secret", free_port(), free_port()
+    roles = Roles({**config, "connectors": {**config.get("connectors", {}),
+                                            "webhook": {"host": "127.0.0.1", "port": web_port, "generic_secret": secret}}},
+                  tmp_path)
+    body = json.dumps({"platform": "shop", "native_id": "r1", "text": "Lieferung kam kaputt an",
+                       "created_at": "2026-12-01T10:00:00Z"}).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+    def push() -> httpx.Response:
+        return httpx.post(f"http://127.0.0.1:{web_port}/webhooks/generic", content=body, timeout=60,
+                          headers={"X-Stimmung-Signature": signature, "Content-Type": "application/json"})
+
+    try:
+        local_stack.down(only=["kafka"])
+        try:
+            roles.start("webhook", metrics_ports={"webhook": metrics_port})
+            time.sleep(10)
+            roles.check_alive()
+        finally:
+            local_stack.up(only=["kafka"])
+        wait_for(lambda: probe(metrics_port, "/readyz")[0] == 200, timeout=180, check=roles.check_alive,
+                 message="webhook receiver ready once the broker is back")
+        assert push().json() == {"published": 1, "rejected": 0}
+        local_stack.down(only=["kafka"])
+        try:
+            started = time.monotonic()
+            during = push()
+            assert during.status_code == 503 and "Retry-After" in during.headers, (during.status_code, during.text)
+            assert time.monotonic() - started < 45
+            roles.check_alive()
+        finally:
+            local_stack.up(only=["kafka"])
+        wait_for(lambda: push().status_code == 200, timeout=180, check=roles.check_alive,
+                 message="pushes accepted again after the outage")
+    finally:
+        roles.stop()
+    got = read_topic(settings, settings.kafka.topics.raw, 1, timeout_s=60)
+    assert got
