@@ -141,11 +141,15 @@ MENTION_COLUMNS = ["text", "brand_names", "sentiment.label", "topic_labels", "la
 
 def searches() -> list[dict[str, Any]]:
     return [
+        # The same mentions the default alert series counts (issue #18): the complaint head's
+        # decision; documents enriched before the heads existed fall back to the former rule.
         saved_search("stimmung-complaints", "Complaints",
-                     "Negative mentions labelled as complaints or with a service topic: the on-call queue.",
-                     'sentiment.label : "negative" and topic_labels : ("complaint" or "delivery" or "pricing_billing" '
-                     'or "product_quality" or "customer_service" or "app_website" or "outage" or "churn_threat")',
-                     MENTION_COLUMNS),
+                     "Mentions the complaint model marks as complaints (what complaint-spike alerts count); older "
+                     "mentions without that field: negative ones with a complaint or service topic.",
+                     'complaint.label : "complaint" or (not complaint.label : * and sentiment.label : "negative" and '
+                     'topic_labels : ("complaint" or "delivery" or "pricing_billing" or "product_quality" or '
+                     '"customer_service" or "app_website" or "outage" or "churn_threat"))',
+                     [*MENTION_COLUMNS, "complaint.probability", "brand_sentiment.label"]),
         saved_search("stimmung-negative", "Negative mentions", "Every mention the model reads as negative.",
                      'sentiment.label : "negative"', MENTION_COLUMNS),
         saved_search("stimmung-by-brand", "Mentions per brand",
