@@ -30,7 +30,7 @@ import numpy as np
 
 from stimmung.models.annotators import E5Annotator
 from stimmung.models.datasets import read_complaints, read_germeval
-from stimmung.models.evaluate import germeval_part
+from stimmung.models.evaluate import detected_languages, germeval_part
 from stimmung.models.feature_cache import DEFAULT_CACHE, PoolCache
 from stimmung.models.heads import (
     Config,
@@ -92,7 +92,8 @@ def main() -> None:
     if heads is None:
         raise SystemExit("the trained heads did not load")
     complaint_head = next(h for h in heads.heads if h.name == "complaint")
-    g_head = complaint_head.decide(complaint_head.probabilities(g_pools))[:, 0]
+    # as in the pipeline: each post's detected language picks the threshold (German has its own)
+    g_head = complaint_head.decide(complaint_head.probabilities(g_pools), detected_languages([d.text for d in docs]))[:, 0]
     g_negative = annotator.sentiment_probs(g_pools).argmax(1) == 0
     out["results"]["GermEval 2017 held-out (de, weak label: relevant and negative)"] = {
         "complaint (default)": membership(g_gold, g_head), "negative sentiment (before)": membership(g_gold, g_negative),

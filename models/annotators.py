@@ -170,7 +170,11 @@ class E5Annotator:
         probs, embs, pools = self.encode_all(texts, want_sentiment=self.want_sentiment)
         topic_rows = self.topics.labels_for(embs) if (self.topics is not None and embs is not None) else None
         head_set = self.heads
-        heads = head_set.predict(pools) if (head_set is not None and pools is not None) else None
+        # the language of each distinct text (the language annotator runs first in the chain)
+        languages: list[str | None] = [None] * len(texts)
+        for item, ann in zip(items, out, strict=True):
+            languages[unique[item.text]] = languages[unique[item.text]] or (ann.language if ann.language != "und" else None)
+        heads = head_set.predict(pools, languages) if (head_set is not None and pools is not None) else None
         for item, ann in zip(items, out, strict=True):
             row = unique[item.text]
             if probs is not None:

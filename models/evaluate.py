@@ -85,8 +85,19 @@ class Scored:
     heads: dict[str, tuple[list[str], np.ndarray, np.ndarray]]  # head -> (labels, probs [N, L], decided [N, L])
 
 
+def detected_languages(texts: Sequence[str]) -> list[str | None]:
+    """Each text's language as the pipeline's language annotator decides it (None: undetermined)."""
+    from stimmung.models.base import Annotations, MentionText
+    from stimmung.models.language import LanguageAnnotator
+
+    out = [Annotations() for _ in texts]
+    LanguageAnnotator().annotate([MentionText(t) for t in texts], out)
+    return [a.language if a.language != "und" else None for a in out]
+
+
 def score_texts(annotator, texts: list[str], chunk: int = 256, progress=None) -> Scored:
-    """Run the builtin annotator's shared pass once over ``texts`` (in chunks)."""
+    """Run the builtin annotator's shared pass once over ``texts`` (in chunks); heads decide with
+    each text's language as the pipeline detects it (some heads have per-language thresholds)."""
     from stimmung.models.features import topic_embeddings
 
     sentiment: list[np.ndarray] = []
@@ -100,7 +111,7 @@ def score_texts(annotator, texts: list[str], chunk: int = 256, progress=None) ->
         for head in (annotator.heads.heads if annotator.heads else []):
             probs = head.probabilities(pools)
             per_head[head.name][0].append(probs)
-            per_head[head.name][1].append(head.decide(probs))
+            per_head[head.name][1].append(head.decide(probs, detected_languages(texts[start:start + chunk])))
         if progress is not None:
             progress(min(chunk, len(texts) - start))
     names = annotator.topics.taxonomy.names

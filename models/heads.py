@@ -74,10 +74,25 @@ class LinearHead:
         probs = sigmoid(self.logits(pools) * platt[:, 0] + platt[:, 1])
         return normalized_rows(probs) if self.exclusive else probs
 
-    def decide(self, probs: np.ndarray) -> np.ndarray:
+    def thresholds_for(self, language: str | None) -> np.ndarray:
+        """The decision thresholds for posts in ``language``: the head's own where training chose
+        one for that language (``meta["language_thresholds"]``, e.g. German complaints, whose
+        calibrated probabilities run lower than English ones), else the global ones."""
+        by_language = self.meta.get("language_thresholds")
+        if by_language and language:
+            chosen = json.loads(by_language) if isinstance(by_language, str) else by_language
+            if language in chosen:
+                return np.asarray(chosen[language], dtype=np.float64)
+        return self._filled(self.thresholds)
+
+    def decide(self, probs: np.ndarray, languages: Sequence[str | None] | None = None) -> np.ndarray:
         if self.exclusive:
             return np.eye(len(self.labels), dtype=bool)[probs.argmax(1)]
-        return probs >= self._filled(self.thresholds)
+        if not languages or not self.meta.get("language_thresholds"):
+            return probs >= self._filled(self.thresholds)
+        if len(probs) == 0:
+            return probs.astype(bool)
+        return np.stack([probs[i] >= self.thresholds_for(lang) for i, lang in enumerate(languages)])
 
     def save(self, path: Path) -> None:
         import torch
@@ -310,11 +325,11 @@ class HeadSet:
     def has(self, name: str) -> bool:
         return any(h.name == name for h in self.heads)
 
-    def predict(self, pools: np.ndarray) -> list[HeadPrediction]:
+    def predict(self, pools: np.ndarray, languages: Sequence[str | None] | None = None) -> list[HeadPrediction]:
         out = [HeadPrediction({}, [], {}) for _ in range(len(pools))]
         for head in self.heads:
             probs = head.probabilities(pools)
-            decided = head.decide(probs)
+            decided = head.decide(probs, languages)
             for row, pred in enumerate(out):
                 for j, label in enumerate(head.labels):
                     pred.scores[label] = float(probs[row, j])

@@ -5,9 +5,9 @@ and a third worker of the same group join, then two leave with SIGTERM. Every me
 waits), and each leaver exits on SIGTERM. Prints the measured pauses around each join and leave.
 
 Runs the real models (the default configuration): three workers load them on 2 shared cores, so
-this takes about 4-5 minutes here, over the ~3 minutes wished for (each worker's start-up alone
-is ~40-60 s on the loaded machine). Not yet seen passing: with 5,000 mentions the backlog ran out before
-the scale-in (the joins and their rebalances went through without a stall); 10,000 is untried."""
+this takes about 3 minutes here (each worker's start-up alone is ~25-60 s). With 5,000 mentions the
+backlog ran out before the scale-in; with 10,000 (2026-12-03): all enriched, 725 duplicates, the
+longest pause after a join 4.2 s and after a leave 2.6 s, in 162 s."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import threading
 import time
 from collections import Counter
 
-import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -106,8 +105,6 @@ class Watch(threading.Thread):
         return max(b - a for a, b in zip(marks, marks[1:]))
 
 
-@pytest.mark.skipif(__import__("os").environ.get("STIMMUNG_TEST_SCALE_OUT") != "1",
-                    reason="not yet seen passing and 4-5 min long: run with STIMMUNG_TEST_SCALE_OUT=1 (issue #20 item 3)")
 def test_workers_scale_out_and_back_under_a_backlog_without_a_wedge(config, roles):
     config["kafka"]["topics"]["partitions"] = 6  # room for three workers
     roles.config_file.write_text(yaml.safe_dump(config))

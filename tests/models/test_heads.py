@@ -86,6 +86,17 @@ def test_an_exclusive_head_sums_to_one_and_decides_exactly_one_label(tmp_path):
     assert heads.topic_labels == set() and heads.has("brand_sentiment")  # its labels are not topics
 
 
+def test_a_language_threshold_decides_posts_in_that_language(tmp_path):
+    head = _head("complaint", ("complaint",), "p")
+    head.meta["language_thresholds"] = '{"de": [0.2]}'
+    head.save(tmp_path / "complaint.safetensors")
+    loaded = LinearHead.load(tmp_path / "complaint.safetensors")
+    probs = np.array([[0.3], [0.3], [0.5]])
+    assert loaded.decide(probs, ["de", "en", None]).tolist() == [[True], [False], [True]]  # global threshold 0.4
+    assert loaded.decide(probs).tolist() == [[False], [False], [True]]  # no languages: the global threshold
+    assert loaded.decide(np.zeros((0, 1)), []).shape == (0, 1)
+
+
 def test_head_set_refuses_heads_from_another_pass(tmp_path):
     _head(tag="other-pass").save(tmp_path / "custom.safetensors")
     with pytest.raises(ValueError, match="another encoder pass"):
