@@ -77,12 +77,21 @@ def test_sink_survives_a_20s_broker_outage_and_loses_or_doubles_nothing(settings
         assert probe(port, "/healthz")[0] == 200
     finally:
         local_stack.up(only=["kafka"])
-    for n in range(total // 2, total):
-        producer.send(settings.kafka.topics.enriched, key=_enriched(n)[0], value=_enriched(n)[1])
-    producer.flush()
+    # Each send is confirmed: a record the test's own producer failed to deliver after the restart
+    # must read as that, not as a sink that lost it.
+    sent = [producer.send(settings.kafka.topics.enriched, key=_enriched(n)[0], value=_enriched(n)[1])
+            for n in range(total // 2, total)]
+    for future in sent:
+        future.get(timeout=150)
     producer.close()
-    wait_for(lambda: _indexed(settings) == {f"o{n}" for n in range(total)}, timeout=180, check=roles.check_alive,
-             message="every mention indexed after the outage")
+    wanted = {f"o{n}" for n in range(total)}
+    try:
+        wait_for(lambda: _indexed(settings) == wanted, timeout=180, check=roles.check_alive,
+                 message="every mention indexed after the outage")
+    except AssertionError as timed_out:
+        missing = sorted(wanted - _indexed(settings))
+        lag = _lag(settings, f"{settings.pipeline.app_id}-sink", settings.kafka.topics.enriched)
+        raise AssertionError(f"{timed_out}: {len(missing)} not indexed (e.g. {missing[:5]}), sink lag {lag}") from None
     es = Elasticsearch(settings.elasticsearch.url)
     assert es.count(index=settings.elasticsearch.mentions_index)["count"] == total  # ids: no doubles
     wait_for(lambda: _lag(settings, f"{settings.pipeline.app_id}-sink", settings.kafka.topics.enriched) == 0,
