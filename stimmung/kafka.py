@@ -246,6 +246,9 @@ def group_consumer(settings: KafkaSettings, topic: str, group_id: str, purpose: 
                   enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=max_poll_records,
                   max_poll_interval_ms=600_000, metadata_max_age_ms=10_000)
     waiting = KafkaWait(settings, f"{purpose} consumer", should_stop)
+    # Not ready until subscribed: kafka-python may block in its bootstrap before any error reaches
+    # ``waiting``, and a role whose only other check (Elasticsearch) passes would read as ready.
+    HEALTH.set_ready("kafka", False, f"{purpose} consumer connecting")
     while True:
         try:
             consumer = GroupConsumer(**config)

@@ -104,9 +104,9 @@ class Roles:
             if metrics_ports and role in metrics_ports:
                 env["STIMMUNG_METRICS__PORT"] = str(metrics_ports[role])
                 env["STIMMUNG_METRICS__HOST"] = "127.0.0.1"
-            log = open(self.tmp_path / f"{role}.log", "ab")
-            self.procs[role] = subprocess.Popen(
-                [sys.executable, "-m", "stimmung.cli", "--config", str(self.config_file), role],
+            log = open(self.tmp_path / f"{role.replace(' ', '-')}.log", "ab")
+            self.procs[role] = subprocess.Popen(  # "cases run": a command with its subcommand
+                [sys.executable, "-m", "stimmung.cli", "--config", str(self.config_file), *role.split()],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 
@@ -127,7 +127,7 @@ class Roles:
                 raise AssertionError(f"{role} exited with {proc.returncode}:\n{self.log(role)}")
 
     def log(self, role: str, tail: int = 6000) -> str:
-        path = self.tmp_path / f"{role}.log"
+        path = self.tmp_path / f"{role.replace(' ', '-')}.log"
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
 

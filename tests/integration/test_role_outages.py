@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+import pytest
 from elasticsearch import Elasticsearch
 from kafka import KafkaProducer
 
 from stimmung.kafka import ensure_topics
 from stimmung.schemas import EnrichedMention
 
-from .conftest import free_port, probe, wait_for
+from .conftest import Roles, free_port, probe, wait_for
 from .test_end_to_end import _lag, _raw, read_topic
 
 
@@ -185,3 +186,60 @@ def test_webhook_receiver_rides_out_a_broker_outage_and_answers_503_meanwhile(se
         roles.stop()
     got = read_topic(settings, settings.kafka.topics.raw, 1, timeout_s=60)
     assert got
+
+
+# The roles without a test of their own above: each started while one dependency is away must
+# stay up (alive, /healthz 200), say so on /readyz (503) and become ready on its own once the
+# dependency is back. Kafka away for all four; Elasticsearch away for the two that need it at
+# start-up (the privacy worker and the connector reach Elasticsearch only per erasure, or never).
+OTHER_ROLES = {
+    "privacy worker": ("privacy-worker", ("kafka",)),
+    "case manager": ("cases run", ("kafka", "elasticsearch")),
+    "consent API": ("consent serve", ("kafka", "elasticsearch")),
+    "rss connector": ("connect rss", ("kafka",)),
+}
+CRM_TOKEN = "crm-api-token-for-the-outage-test"
+
+
+@pytest.mark.parametrize("role, away", [(name, dep) for name, (_, deps) in OTHER_ROLES.items() for dep in deps],
+                         ids=lambda v: v.replace(" ", "-"))
+def test_role_started_while_a_dependency_is_away_waits_unready_then_becomes_ready(role, away, settings, config, tmp_path,
+                                                                                  local_stack):
+    from .test_connectors import rss_feed, serve
+
+    ensure_topics(settings.kafka)
+    command = OTHER_ROLES[role][0]
+    feed = rss_feed([{"guid": "outage-1", "title": "Nordbahn fällt wieder aus", "body": "Schon wieder kein Zug.",
+                      "when": datetime.now(timezone.utc)}])
+    feed_server, base = serve(lambda handler: (200, feed, {"Content-Type": "application/rss+xml"}))
+    extra = {
+        "crm": {**config.get("crm", {}), "routes": [{"name": "all", "queue": "support", "brands": ["Nordbahn"]}],
+                "api": {"token": CRM_TOKEN, "host": "127.0.0.1", "port": free_port()}},
+        "connectors": {"checkpoint_dir": str(tmp_path / "checkpoints"), "filter_by_brands": False,
+                       "rss": {"feeds": [f"{base}/feed.xml"], "interval_s": 5}},
+    }
+    roles = Roles({**config, **extra}, tmp_path)
+    port = free_port()
+    try:
+        local_stack.down(only=[away])
+        try:
+            roles.start(command, metrics_ports={command: port})
+            time.sleep(6)
+            roles.check_alive()
+            assert probe(port, "/healthz")[0] == 200, roles.log(command)
+            status, body = probe(port, "/readyz")
+            assert status == 503, (status, body, roles.log(command))
+        finally:
+            local_stack.up(only=[away])
+        try:
+            wait_for(lambda: probe(port, "/readyz")[0] == 200, timeout=150, check=roles.check_alive,
+                     message=f"{role} ready once {away} is back")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{probe(port, '/readyz')}\n{roles.log(command)}") from None
+        if role == "rss connector":  # and it does its job: the feed's item reaches the raw topic
+            got = read_topic(settings, settings.kafka.topics.raw, 1, timeout_s=60)
+            assert got and b"outage-1" in got[0], roles.log(command)
+        roles.check_alive()
+    finally:
+        roles.stop()
+        feed_server.shutdown()
