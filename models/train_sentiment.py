@@ -10,7 +10,9 @@ regression) is measured in the same run on the same split, and both are printed 
 Finally the topic projection is fitted (ridge regression from the pooled trunk and fine-tuned
 outputs onto e5's original embedding, so that one pass serves both sentiment and topics; see
 encoder.py) and saved in the same file. ``--projection-only`` fits it for an existing file
-without retraining. Training is a separate command, never part of CI (about 20-30 minutes on 2
+without retraining. ``--cv K`` only cross-validates the recipe (K folds over train + val pooled,
+fixed epochs, mean ± sd per language, the frozen baseline beside it) and writes no model.
+Training is a separate command, never part of CI (about 20-30 minutes on 2
 cores; the projection alone about 5).
 """
 
@@ -23,6 +25,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -129,6 +132,79 @@ def fit_topic_projection(encoder: SharedEncoder, train_states, val_states, alpha
     return figures
 
 
+def fine_tune(encoder: SharedEncoder, states, labels: list[int], args: argparse.Namespace, rng: random.Random,
+              on_epoch: Callable[[Any, int, float], None] | None = None):
+    """A fresh copy of the top layers + classifier, trained ``args.epochs`` epochs with AdamW
+    (linear warm-up and decay) on cross-entropy; ``on_epoch(head, epoch, mean loss)`` after each."""
+    head = encoder.new_sentiment_head()
+    for param in head.parameters():
+        param.requires_grad_(True)
+    optim = torch.optim.AdamW([
+        {"params": head.layers.parameters(), "lr": args.lr},
+        {"params": head.classifier.parameters(), "lr": args.head_lr},
+    ], weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(states) / args.batch)
+    total = steps_per_epoch * args.epochs
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
+    target = torch.tensor(labels)
+    for epoch in range(1, args.epochs + 1):
+        head.train()
+        losses = []
+        groups = batches_by_length(states, list(range(len(states))), args.batch, True, rng)
+        for group in tqdm(groups, desc=f"epoch {epoch}", unit=" batches"):
+            x, mask = collate(states, group)
+            loss = torch.nn.functional.cross_entropy(head(x, mask), target[group])
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            losses.append(loss.item())
+        if on_epoch:
+            on_epoch(head, epoch, float(np.mean(losses)))
+    return head
+
+
+def cross_validate(encoder: SharedEncoder, states, split: Split, args: argparse.Namespace) -> dict:
+    """k-fold CV of the recipe on train + val pooled (folds stratified by language and label):
+    each fold trains a fresh head for the fixed ``args.epochs`` (no epoch picked on the fold it
+    is scored on) and the frozen-encoder baseline on the same rows; figures are mean ± sd over
+    folds, per language, over all rows pooled ('all') and as the mean of the languages."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    strata = [f"{lang}/{label}" for lang, label in zip(split.languages, split.labels)]
+    folds = StratifiedKFold(n_splits=args.cv, shuffle=True, random_state=args.seed).split(np.zeros(len(strata)), strata)
+    frozen = frozen_embeddings(encoder, states)
+    per_fold: dict[str, list[dict[str, float]]] = {"fine_tuned": [], "baseline": []}
+    for k, (train_rows, test_rows) in enumerate(folds, 1):
+        started = time.monotonic()
+        rng = random.Random(args.seed + k)
+        torch.manual_seed(args.seed + k)
+        head = fine_tune(encoder, [states[i] for i in train_rows], [split.labels[i] for i in train_rows], args, rng)
+        gold, langs = [split.labels[i] for i in test_rows], [split.languages[i] for i in test_rows]
+        pred = predict(head, [states[i] for i in test_rows]).argmax(1).tolist()
+        baseline = LogisticRegression(max_iter=2000, C=1.0).fit(frozen[train_rows], [split.labels[i] for i in train_rows])
+        for name, p in (("fine_tuned", pred), ("baseline", baseline.predict(frozen[test_rows]).tolist())):
+            f1 = per_language_f1(gold, p, langs)
+            f1["mean_of_languages"] = float(np.mean([v for lang, v in f1.items() if lang != "all"]))
+            per_fold[name].append(f1)
+        log.info("fold %d/%d (%.0fs): fine-tuned %s", k, args.cv, time.monotonic() - started,
+                 json.dumps({key: round(v, 2) for key, v in per_fold["fine_tuned"][-1].items()}))
+
+    def summary(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        return {key: {"mean": round(float(np.mean([r[key] for r in rows])), 2),
+                      "sd": round(float(np.std([r[key] for r in rows], ddof=1)), 2) if len(rows) > 1 else 0.0}
+                for key in rows[0]}
+
+    return {"protocol": f"{args.cv}-fold CV on UMSAB train+val pooled ({len(strata)} tweets), stratified by language "
+                        f"and label, seed {args.seed}; {args.epochs} epochs per fold, no selection on the scored fold",
+            "fine_tuned": summary(per_fold["fine_tuned"]), "baseline_frozen_e5_logreg": summary(per_fold["baseline"]),
+            "folds": per_fold}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--umsab", type=Path, required=True)
@@ -141,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=max(1, torch.get_num_threads()))
     p.add_argument("--limit", type=int, default=0, help="use only N training examples (smoke runs)")
     p.add_argument("--report", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="only cross-validate the recipe: K folds over train+val, figures as mean ± sd (writes no model)")
     p.add_argument("--projection-only", action="store_true",
                    help="keep the trained head in --out; only (re)fit its topic projection")
     args = p.parse_args(argv)
@@ -156,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         train = Split([train.texts[i] for i in keep], [train.labels[i] for i in keep], [train.languages[i] for i in keep])
     log.info("UMSAB: %d train, %d val examples", len(train.texts), len(val.texts))
 
+    if args.cv:
+        train = Split(train.texts + val.texts, train.labels + val.labels, train.languages + val.languages)
     base_dir = build_base_encoder()
     tokenizer, base = load_base(base_dir)
     encoder = SharedEncoder(base, TOP)
@@ -163,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         param.requires_grad_(False)
     started = time.monotonic()
     train_states = cache_trunk(encoder, tokenizer, train.texts, desc="trunk(train)")
+    if args.cv:
+        result = cross_validate(encoder, train_states, train, args)
+        result["seconds"] = round(time.monotonic() - started, 1)
+        if args.report:
+            args.report.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "folds"}, indent=2))
+        return 0
     val_states = cache_trunk(encoder, tokenizer, val.texts, desc="trunk(val)")
     log.info("trunk cached in %.0fs", time.monotonic() - started)
 
@@ -188,41 +275,19 @@ def main(argv: list[str] | None = None) -> int:
     baseline_f1 = per_language_f1(val.labels, base_pred.tolist(), val.languages)
     log.info("baseline (frozen e5 + logistic regression) val macro-F1: %s", json.dumps(baseline_f1))
 
-    head = encoder.new_sentiment_head()
-    for param in head.parameters():
-        param.requires_grad_(True)
-    optim = torch.optim.AdamW([
-        {"params": head.layers.parameters(), "lr": args.lr},
-        {"params": head.classifier.parameters(), "lr": args.head_lr},
-    ], weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(train_states) / args.batch)
-    total = steps_per_epoch * args.epochs
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
-    labels = torch.tensor(train.labels)
+    history: list[dict] = []
     best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})  # (macro-F1, epoch, weights)
-    history = []
-    for epoch in range(1, args.epochs + 1):
-        head.train()
-        losses = []
-        groups = batches_by_length(train_states, list(range(len(train_states))), args.batch, True, rng)
-        for group in tqdm(groups, desc=f"epoch {epoch}", unit=" batches"):
-            x, mask = collate(train_states, group)
-            loss = torch.nn.functional.cross_entropy(head(x, mask), labels[group])
-            optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-            optim.step()
-            sched.step()
-            losses.append(loss.item())
+
+    def on_epoch(head, epoch: int, loss: float) -> None:
+        nonlocal best
         pred = predict(head, val_states).argmax(1)
         f1 = per_language_f1(val.labels, pred.tolist(), val.languages)
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_macro_f1": f1})
-        log.info("epoch %d loss %.4f val macro-F1 %s", epoch, np.mean(losses), json.dumps(f1))
+        history.append({"epoch": epoch, "loss": loss, "val_macro_f1": f1})
+        log.info("epoch %d loss %.4f val macro-F1 %s", epoch, loss, json.dumps(f1))
         if f1["all"] > best[0]:
             best = (f1["all"], epoch, {k: v.detach().clone() for k, v in head.state_dict().items()})
 
+    head = fine_tune(encoder, train_states, train.labels, args, rng, on_epoch)
     head.load_state_dict(best[2])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
