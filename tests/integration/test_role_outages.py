@@ -220,7 +220,7 @@ def test_other_roles_started_while_a_dependency_is_away_wait_unready_then_ride_o
     def all_ready(when: str) -> None:
         for command in commands:
             try:
-                wait_for(lambda: probe(ports[command], "/readyz")[0] == 200, timeout=150, check=roles.check_alive,
+                wait_for(lambda port=ports[command]: probe(port, "/readyz")[0] == 200, timeout=150, check=roles.check_alive,
                          message=f"{command} ready {when}")
             except AssertionError as err:
                 raise AssertionError(f"{err}\n{probe(ports[command], '/readyz')}\n{roles.log(command)}") from None
