@@ -104,7 +104,7 @@ class Roles:
             if metrics_ports and role in metrics_ports:
                 env["STIMMUNG_METRICS__PORT"] = str(metrics_ports[role])
                 env["STIMMUNG_METRICS__HOST"] = "127.0.0.1"
-            log = open(self.tmp_path / f"{role.replace(' ', '-')}.log", "ab")
+            log = open(self._log_path(role), "ab")
             self.procs[role] = subprocess.Popen(  # "cases run": a command with its subcommand
                 [sys.executable, "-m", "stimmung.cli", "--config", str(self.config_file), *role.split()],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -126,8 +126,11 @@ class Roles:
             if proc.poll() is not None:
                 raise AssertionError(f"{role} exited with {proc.returncode}:\n{self.log(role)}")
 
+    def _log_path(self, role: str) -> Path:
+        return self.tmp_path / f"{role.replace(' ', '-')}.log"  # "cases run" -> cases-run.log
+
     def log(self, role: str, tail: int = 6000) -> str:
-        path = self.tmp_path / f"{role.replace(' ', '-')}.log"
+        path = self._log_path(role)
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
 
