@@ -12,6 +12,13 @@ outputs onto e5's original embedding, so that one pass serves both sentiment and
 encoder.py) and saved in the same file. ``--projection-only`` fits it for an existing file
 without retraining. ``--cv K`` only cross-validates the recipe (K folds over train + val pooled,
 fixed epochs, mean ± sd per language, the frozen baseline beside it) and writes no model.
+
+``--germeval DEV.tsv`` makes it multi-task (issue #17): the *tune* part of GermEval 2017 dev
+(never its held-out part) trains the same top layers on three auxiliary targets at once -
+relevance, document sentiment toward the company and the mapped aspects - through a throw-away
+linear head on the same pool. The trained heads (train_heads.py) then read layers that have seen
+German customer feedback, not only tweets. With ``--cv`` the GermEval rows join every fold's
+training rows; the UMSAB rows are scored as before.
 Training is a separate command, never part of CI (about 20-30 minutes on 2
 cores; the projection alone about 5).
 """
@@ -24,6 +31,7 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,6 +47,7 @@ from stimmung.models.encoder import (
     SharedEncoder,
     load_base,
     load_sentiment,
+    mean_pool,
     projection_features,
     save_sentiment,
     tokenize,
@@ -132,18 +141,64 @@ def fit_topic_projection(encoder: SharedEncoder, train_states, val_states, alpha
     return figures
 
 
+@dataclass
+class AuxiliaryTask:
+    """GermEval tune rows for multi-task training: cached trunk states and their three targets."""
+    states: list
+    sentiment: torch.Tensor  # [N] 0/1/2 toward the company
+    relevance: torch.Tensor  # [N] 0./1.
+    aspects: torch.Tensor  # [N, len(ASPECTS)] 0./1.
+
+    @property
+    def outputs(self) -> int:
+        return 3 + 1 + self.aspects.shape[1]
+
+    def loss(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        f = torch.nn.functional
+        return (f.cross_entropy(logits[:, :3], self.sentiment[rows])
+                + f.binary_cross_entropy_with_logits(logits[:, 3], self.relevance[rows])
+                + f.binary_cross_entropy_with_logits(logits[:, 4:], self.aspects[rows]))
+
+
+def germeval_auxiliary(encoder: SharedEncoder, tokenizer, path: Path) -> AuxiliaryTask:
+    """The tune part of GermEval 2017 dev (evaluate.germeval_part) as an auxiliary task."""
+    from stimmung.models.datasets import LABELS, read_germeval
+    from stimmung.models.evaluate import germeval_part
+    from stimmung.models.train_heads import germeval_targets
+
+    docs = [d for d in read_germeval(path) if germeval_part(d) == "tune"]
+    relevant, _, aspects = germeval_targets(docs)
+    log.info("GermEval tune (auxiliary tasks): %d documents", len(docs))
+    return AuxiliaryTask(cache_trunk(encoder, tokenizer, [d.text for d in docs], desc="trunk(germeval tune)"),
+                         torch.tensor([LABELS.index(d.sentiment) for d in docs]),
+                         torch.tensor(relevant, dtype=torch.float32), torch.tensor(aspects, dtype=torch.float32))
+
+
 def fine_tune(encoder: SharedEncoder, states, labels: list[int], args: argparse.Namespace, rng: random.Random,
-              on_epoch: Callable[[Any, int, float], None] | None = None):
+              on_epoch: Callable[[Any, int, float], None] | None = None, aux: AuxiliaryTask | None = None):
     """A fresh copy of the top layers + classifier, trained ``args.epochs`` epochs with AdamW
-    (linear warm-up and decay) on cross-entropy; ``on_epoch(head, epoch, mean loss)`` after each."""
+    (linear warm-up and decay) on cross-entropy; ``on_epoch(head, epoch, mean loss)`` after each.
+    With ``aux``, its batches (repeated ``args.aux_repeat`` times per epoch) are mixed in and train
+    the same layers through a throw-away linear head, their loss weighted by ``args.aux_weight``."""
     head = encoder.new_sentiment_head()
     for param in head.parameters():
         param.requires_grad_(True)
+    aux_head = torch.nn.Linear(encoder.hidden, aux.outputs) if aux else None
     optim = torch.optim.AdamW([
         {"params": head.layers.parameters(), "lr": args.lr},
-        {"params": head.classifier.parameters(), "lr": args.head_lr},
+        {"params": [*head.classifier.parameters(), *(aux_head.parameters() if aux_head else [])], "lr": args.head_lr},
     ], weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(states) / args.batch)
+
+    def epoch_batches() -> list[tuple[str, list[int]]]:
+        groups = [("umsab", g) for g in batches_by_length(states, list(range(len(states))), args.batch, True, rng)]
+        if aux:
+            for _ in range(args.aux_repeat):
+                groups += [("aux", g) for g in batches_by_length(aux.states, list(range(len(aux.states))), args.batch, True, rng)]
+            rng.shuffle(groups)
+        return groups
+
+    steps_per_epoch = math.ceil(len(states) / args.batch) + (
+        args.aux_repeat * math.ceil(len(aux.states) / args.batch) if aux else 0)
     total = steps_per_epoch * args.epochs
     warmup = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -151,14 +206,21 @@ def fine_tune(encoder: SharedEncoder, states, labels: list[int], args: argparse.
     target = torch.tensor(labels)
     for epoch in range(1, args.epochs + 1):
         head.train()
+        if aux_head:
+            aux_head.train()
         losses = []
-        groups = batches_by_length(states, list(range(len(states))), args.batch, True, rng)
-        for group in tqdm(groups, desc=f"epoch {epoch}", unit=" batches"):
-            x, mask = collate(states, group)
-            loss = torch.nn.functional.cross_entropy(head(x, mask), target[group])
+        for source, group in tqdm(epoch_batches(), desc=f"epoch {epoch}", unit=" batches"):
+            if source == "aux":
+                assert aux is not None and aux_head is not None
+                x, mask = collate(aux.states, group)
+                pooled = head.dropout(mean_pool(head.hidden_states(x, mask), mask))
+                loss = args.aux_weight * aux.loss(aux_head(pooled), group)
+            else:
+                x, mask = collate(states, group)
+                loss = torch.nn.functional.cross_entropy(head(x, mask), target[group])
             optim.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_([*head.parameters(), *(aux_head.parameters() if aux_head else [])], 1.0)
             optim.step()
             sched.step()
             losses.append(loss.item())
@@ -167,7 +229,8 @@ def fine_tune(encoder: SharedEncoder, states, labels: list[int], args: argparse.
     return head
 
 
-def cross_validate(encoder: SharedEncoder, states, split: Split, args: argparse.Namespace) -> dict:
+def cross_validate(encoder: SharedEncoder, states, split: Split, args: argparse.Namespace,
+                   aux: AuxiliaryTask | None = None) -> dict:
     """k-fold CV of the recipe on train + val pooled (folds stratified by language and label):
     each fold trains a fresh head for the fixed ``args.epochs`` (no epoch picked on the fold it
     is scored on) and the frozen-encoder baseline on the same rows; figures are mean ± sd over
@@ -183,7 +246,8 @@ def cross_validate(encoder: SharedEncoder, states, split: Split, args: argparse.
         started = time.monotonic()
         rng = random.Random(args.seed + k)
         torch.manual_seed(args.seed + k)
-        head = fine_tune(encoder, [states[i] for i in train_rows], [split.labels[i] for i in train_rows], args, rng)
+        head = fine_tune(encoder, [states[i] for i in train_rows], [split.labels[i] for i in train_rows], args, rng,
+                         aux=aux)
         gold, langs = [split.labels[i] for i in test_rows], [split.languages[i] for i in test_rows]
         pred = predict(head, [states[i] for i in test_rows]).argmax(1).tolist()
         baseline = LogisticRegression(max_iter=2000, C=1.0).fit(frozen[train_rows], [split.labels[i] for i in train_rows])
@@ -200,7 +264,9 @@ def cross_validate(encoder: SharedEncoder, states, split: Split, args: argparse.
                 for key in rows[0]}
 
     return {"protocol": f"{args.cv}-fold CV on UMSAB train+val pooled ({len(strata)} tweets), stratified by language "
-                        f"and label, seed {args.seed}; {args.epochs} epochs per fold, no selection on the scored fold",
+                        f"and label, seed {args.seed}; {args.epochs} epochs per fold, no selection on the scored fold"
+                        + (f"; multi-task: GermEval 2017 tune ({len(aux.states)} documents, relevance, document sentiment, "
+                           f"aspects; weight {args.aux_weight}, x{args.aux_repeat} per epoch) in every fold's training" if aux else ""),
             "fine_tuned": summary(per_fold["fine_tuned"]), "baseline_frozen_e5_logreg": summary(per_fold["baseline"]),
             "folds": per_fold}
 
@@ -219,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", type=Path, default=None, help="write the figures as JSON here")
     p.add_argument("--cv", type=int, default=0, metavar="K",
                    help="only cross-validate the recipe: K folds over train+val, figures as mean ± sd (writes no model)")
+    p.add_argument("--germeval", type=Path, default=None, metavar="DEV_TSV",
+                   help="multi-task: GermEval 2017 dev.tsv, whose tune part trains the same layers on relevance, "
+                        "document sentiment and aspects")
+    p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the GermEval loss (with --germeval)")
+    p.add_argument("--aux-repeat", type=int, default=2, help="GermEval batches per epoch, in passes (with --germeval)")
     p.add_argument("--projection-only", action="store_true",
                    help="keep the trained head in --out; only (re)fit its topic projection")
     args = p.parse_args(argv)
@@ -243,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         param.requires_grad_(False)
     started = time.monotonic()
     train_states = cache_trunk(encoder, tokenizer, train.texts, desc="trunk(train)")
+    aux = germeval_auxiliary(encoder, tokenizer, args.germeval) if args.germeval and not args.projection_only else None
     if args.cv:
-        result = cross_validate(encoder, train_states, train, args)
+        result = cross_validate(encoder, train_states, train, args, aux)
         result["seconds"] = round(time.monotonic() - started, 1)
         if args.report:
             args.report.write_text(json.dumps(result, indent=2) + "\n")
@@ -287,11 +359,14 @@ def main(argv: list[str] | None = None) -> int:
         if f1["all"] > best[0]:
             best = (f1["all"], epoch, {k: v.detach().clone() for k, v in head.state_dict().items()})
 
-    head = fine_tune(encoder, train_states, train.labels, args, rng, on_epoch)
+    head = fine_tune(encoder, train_states, train.labels, args, rng, on_epoch, aux)
     head.load_state_dict(best[2])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "model": "stimmung-sentiment-e5small-top4", "trained_on": "UMSAB train (8 languages)",
+        "model": "stimmung-sentiment-e5small-top4",
+        "trained_on": "UMSAB train (8 languages)" + (
+            f" + GermEval 2017 dev tune part (multi-task: relevance, document sentiment, aspects; weight "
+            f"{args.aux_weight}, x{args.aux_repeat} per epoch)" if aux else ""),
         "selected_on": "UMSAB val", "epoch": str(best[1]), "top_layers": str(TOP), "max_tokens": str(MAX_TOKENS),
         "base": base_dir.name, "seed": str(args.seed),
     }
