@@ -1,0 +1,48 @@
+"""The multi-task option of the sentiment training (``train_sentiment.py --germeval``): the
+auxiliary loss is the sum of the chosen GermEval tasks, and bad options stop before any work."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stimmung.models.train_sentiment import AUX_TASKS, AuxiliaryTask, main
+
+
+def task(tasks: tuple[str, ...]) -> AuxiliaryTask:
+    return AuxiliaryTask(states=[None, None, None], sentiment=torch.tensor([0, 2, 1]),
+                         relevance=torch.tensor([1.0, 0.0, 1.0]),
+                         aspects=torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]), tasks=tasks)
+
+
+def test_the_auxiliary_loss_sums_exactly_the_chosen_tasks():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3 + 1 + 2)
+    rows = [2, 0]
+    aux = task(AUX_TASKS)
+    parts = {"sentiment": F.cross_entropy(logits[:, :3], torch.tensor([1, 0])),
+             "relevance": F.binary_cross_entropy_with_logits(logits[:, 3], torch.tensor([1.0, 1.0])),
+             "aspects": F.binary_cross_entropy_with_logits(logits[:, 4:], torch.tensor([[0.0, 1.0], [1.0, 0.0]]))}
+    assert aux.outputs == 6
+    assert aux.loss(logits, rows).item() == pytest.approx(sum(parts.values()).item(), rel=1e-6)
+    for name in AUX_TASKS:
+        assert task((name,)).loss(logits, rows).item() == pytest.approx(parts[name].item(), rel=1e-6)
+    assert task(("relevance", "sentiment")).loss(logits, rows).item() == pytest.approx(
+        (parts["relevance"] + parts["sentiment"]).item(), rel=1e-6)
+
+
+def test_confident_right_answers_cost_almost_nothing_and_wrong_ones_a_lot():
+    right = torch.tensor([[-9.0, -9.0, 9.0, -9.0, -9.0, -9.0], [9.0, -9.0, -9.0, 9.0, 9.0, -9.0]])
+    aux = task(AUX_TASKS)
+    assert aux.loss(right, [1, 0]).item() < 1e-3
+    assert aux.loss(-right, [1, 0]).item() > 10
+
+
+def test_unknown_tasks_and_a_missing_file_stop_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--umsab", str(tmp_path), "--out", str(tmp_path / "x"), "--aux-tasks", "relevance,mood"])
+    assert stop.value.code == 2 and "unknown ['mood']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["--umsab", str(tmp_path), "--out", str(tmp_path / "x"), "--germeval", str(tmp_path / "none.tsv")])
+    assert stop.value.code == 2 and "no such file" in capsys.readouterr().err
