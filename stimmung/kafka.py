@@ -191,6 +191,8 @@ class GroupConsumer(KafkaConsumer):
     WATCH_S = 5.0
     _next_watch = 0.0
     _watch_broken = False
+    # Set by group_consumer: how a poll that finds the broker gone waits (see ``poll``).
+    outage: KafkaWait | None = None
 
     def poll(self, timeout_ms=0, max_records=None, update_offsets=True):
         now = time.monotonic()
@@ -201,7 +203,23 @@ class GroupConsumer(KafkaConsumer):
             except AttributeError as err:  # a kafka-python whose internals moved
                 self._watch_broken = True
                 log.warning("kafka-python internals changed; the group metadata watch is off", extra={"error": str(err)})
-        return super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+        try:
+            records = super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+        except _UNREACHABLE as err:
+            # kafka-python 3 can raise a connection error out of poll while it looks for the group
+            # coordinator (seen in CI: the broker went away again a second after the privacy
+            # worker had rejoined, and the error ended the role). An outage is no reason to end:
+            # wait with backoff, unready meanwhile, and poll again on the caller's next turn.
+            if self.outage is None:
+                raise
+            try:
+                self.outage.failed(f"poll: {type(err).__name__}: {str(err)[:200]}")
+            except InterruptedError:
+                pass  # a stop request: the caller's loop sees it and ends
+            return {}
+        if self.outage is not None and self.outage.reason is not None:
+            self.outage.recovered()
+        return records
 
     def _watch_metadata(self) -> None:
         cluster = self._cluster
@@ -265,6 +283,7 @@ def group_consumer(settings: KafkaSettings, topic: str, group_id: str, purpose: 
         consumer.close(autocommit=False)
         raise
     waiting.recovered()
+    consumer.outage = waiting
     consumer.subscribe([topic])
     return consumer
 
