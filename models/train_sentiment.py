@@ -16,8 +16,8 @@ fixed epochs, mean ± sd per language, the frozen baseline beside it) and writes
 ``--germeval DEV.tsv`` makes it multi-task (issue #17): the *tune* part of GermEval 2017 dev
 (never its held-out part) trains the same top layers on auxiliary targets at once - relevance
 and document sentiment toward the company by default (``--aux-tasks``; the mapped aspects too
-on request) - through a throw-away linear head on the same pool. The trained heads (train_heads.py) then read layers that have seen
-German customer feedback, not only tweets. With ``--cv`` the GermEval rows join every fold's
+on request) - through a throw-away linear head on the same pool. The trained heads
+(train_heads.py) then read layers that have seen German customer feedback, not only tweets. With ``--cv`` the GermEval rows join every fold's
 training rows; the UMSAB rows are scored as before.
 Training is a separate command, never part of CI (about 20-30 minutes on 2
 cores; the projection alone about 5).
@@ -155,12 +155,11 @@ class AuxiliaryTask:
     sentiment: torch.Tensor  # [N] 0/1/2 toward the company
     relevance: torch.Tensor  # [N] 0./1.
     aspects: torch.Tensor  # [N, len(ASPECTS)] 0./1.
+    tasks: tuple[str, ...] = AUX_TASKS  # which of the three train the layers
 
     @property
     def outputs(self) -> int:
         return 3 + 1 + self.aspects.shape[1]
-
-    tasks: tuple[str, ...] = AUX_TASKS
 
     def loss(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
         f = torch.nn.functional
