@@ -100,11 +100,12 @@ class E5Annotator:
         # The trained heads read the fine-tuned top layers' pools, so they need the sentiment file too
         # (``shared_pass``: load it for pools alone, e.g. to train a head).
         self.model_tag = f"{base_dir.name}-none"
+        self.sentiment_meta: dict[str, str] = {}
         if sentiment or heads or shared_pass:
             path = Path(sentiment_file) if sentiment_file else DEFAULT_SENTIMENT_FILE
             if not path.is_file():
                 raise FileNotFoundError(f"sentiment model {path} is missing (train it: python -m stimmung.models.train_sentiment)")
-            meta = load_sentiment(self.encoder, path)
+            meta = self.sentiment_meta = load_sentiment(self.encoder, path)
             self.model_tag = f"{base_dir.name}-{_file_digest(path)}"
             if sentiment:
                 self.versions["sentiment"] = f"{meta.get('model', 'e5-sentiment')}-{_file_digest(path)}"

@@ -50,6 +50,18 @@ def germeval_part(doc: GermEvalDoc) -> str:
     return "heldout" if digest[0] % 2 == 0 else "tune"
 
 
+# Sample splitting for multi-task training (issue #17): when GermEval tune trains the encoder's
+# layers, the heads must be fitted on tune documents those layers did not see, or their
+# out-of-fold thresholds come out overconfident. A second, independent hash byte halves tune.
+TUNE_HALVES = ("layers", "heads")
+
+
+def germeval_tune_half(doc: GermEvalDoc) -> str:
+    """Which half of GermEval tune a document is in: 'layers' (may train the encoder) or 'heads'."""
+    digest = hashlib.sha256(f"{doc.id}\x1f{doc.text}".encode()).digest()
+    return TUNE_HALVES[digest[1] % 2]
+
+
 def evaluate_sentiment(split: Split, predict: Callable[[list[str]], np.ndarray]) -> dict:
     probs = predict(split.texts)
     pred = probs.argmax(1).tolist()

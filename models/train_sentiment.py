@@ -170,15 +170,20 @@ class AuxiliaryTask:
 
 
 def germeval_auxiliary(encoder: SharedEncoder, tokenizer, path: Path,
-                       tasks: tuple[str, ...] = DEFAULT_AUX_TASKS) -> AuxiliaryTask:
-    """The tune part of GermEval 2017 dev (evaluate.germeval_part) as an auxiliary task."""
+                       tasks: tuple[str, ...] = DEFAULT_AUX_TASKS, rows: str = "all") -> AuxiliaryTask:
+    """The tune part of GermEval 2017 dev (evaluate.germeval_part) as an auxiliary task.
+
+    ``rows="layers"`` keeps only the tune half the layers may see (evaluate.germeval_tune_half),
+    so that train_heads --germeval-tune heads can fit the heads on documents the layers never saw.
+    """
     from stimmung.models.datasets import LABELS, read_germeval
-    from stimmung.models.evaluate import germeval_part
+    from stimmung.models.evaluate import germeval_part, germeval_tune_half
     from stimmung.models.train_heads import germeval_targets
 
-    docs = [d for d in read_germeval(path) if germeval_part(d) == "tune"]
+    docs = [d for d in read_germeval(path)
+            if germeval_part(d) == "tune" and (rows == "all" or germeval_tune_half(d) == rows)]
     relevant, _, aspects = germeval_targets(docs)
-    log.info("GermEval tune (auxiliary tasks): %d documents", len(docs))
+    log.info("GermEval tune (auxiliary tasks, %s rows): %d documents", rows, len(docs))
     return AuxiliaryTask(cache_trunk(encoder, tokenizer, [d.text for d in docs], desc="trunk(germeval tune)"),
                          torch.tensor([LABELS.index(d.sentiment) for d in docs]),
                          torch.tensor(relevant, dtype=torch.float32), torch.tensor(aspects, dtype=torch.float32),
@@ -300,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                         "document sentiment and aspects")
     p.add_argument("--aux-tasks", default=",".join(DEFAULT_AUX_TASKS),
                    help=f"comma-separated, of {','.join(AUX_TASKS)} (with --germeval)")
+    p.add_argument("--aux-rows", choices=("all", "layers"), default="all",
+                   help="GermEval tune rows that train the layers: all, or only the 'layers' half so the heads "
+                        "can be fitted on the other (train_heads --germeval-tune heads)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the GermEval loss (with --germeval)")
     p.add_argument("--aux-repeat", type=int, default=2, help="GermEval batches per epoch, in passes (with --germeval)")
     p.add_argument("--projection-only", action="store_true",
@@ -331,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         param.requires_grad_(False)
     started = time.monotonic()
     train_states = cache_trunk(encoder, tokenizer, train.texts, desc="trunk(train)")
-    aux = germeval_auxiliary(encoder, tokenizer, args.germeval, tasks) if args.germeval and not args.projection_only else None
+    aux = germeval_auxiliary(encoder, tokenizer, args.germeval, tasks, args.aux_rows) if args.germeval and not args.projection_only else None
     if args.cv:
         result = cross_validate(encoder, train_states, train, args, aux)
         result["seconds"] = round(time.monotonic() - started, 1)
@@ -386,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.aux_weight}, x{args.aux_repeat} per epoch)" if aux else ""),
         "selected_on": "UMSAB val", "epoch": str(best[1]), "top_layers": str(TOP), "max_tokens": str(MAX_TOKENS),
         "base": base_dir.name, "seed": str(args.seed),
+        # train_heads reads this: heads must not be fitted on GermEval documents these layers saw.
+        "germeval_tune_rows": args.aux_rows if aux else "none",
     }
     projection = fit_topic_projection(encoder, train_states, val_states, teacher_train=teacher_train)
     meta["topic_projection"] = json.dumps(projection)

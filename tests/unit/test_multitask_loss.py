@@ -46,3 +46,22 @@ def test_unknown_tasks_and_a_missing_file_stop_before_any_work(tmp_path, capsys)
     with pytest.raises(SystemExit) as stop:
         main(["--umsab", str(tmp_path), "--out", str(tmp_path / "x"), "--germeval", str(tmp_path / "none.tsv")])
     assert stop.value.code == 2 and "no such file" in capsys.readouterr().err
+
+
+def test_heads_are_fitted_only_on_germeval_documents_the_layers_did_not_see():
+    from stimmung.models.datasets import GermEvalDoc
+    from stimmung.models.evaluate import germeval_part, germeval_tune_half
+    from stimmung.models.train_heads import germeval_fitting_rows
+
+    docs = [GermEvalDoc(str(i), f"Die Bahn ist heute {i} Minuten zu spät", True, "negative") for i in range(400)]
+    tune = [germeval_part(d) == "tune" for d in docs]
+    layers = [germeval_tune_half(d) == "layers" for d in docs]
+    assert 150 < sum(tune) < 250 and 150 < sum(layers) < 250  # both cuts halve, independently
+    assert 50 < sum(t and s for t, s in zip(tune, layers)) < 150
+
+    assert germeval_fitting_rows(docs, "none").tolist() == tune
+    heads_rows = germeval_fitting_rows(docs, "layers").tolist()
+    assert heads_rows == [t and not s for t, s in zip(tune, layers)]
+    assert not any(h and germeval_part(d) == "heldout" for h, d in zip(heads_rows, docs))
+    with pytest.raises(SystemExit, match="--aux-rows layers"):
+        germeval_fitting_rows(docs, "all")
