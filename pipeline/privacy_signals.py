@@ -21,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 
 from stimmung.config import Settings
 from stimmung.health import HEALTH
-from stimmung.kafka import commit_or_redeliver, group_consumer
+from stimmung.kafka import commit_or_hold, group_consumer
 from stimmung.pipeline.elastic.client import make_client
 from stimmung.pipeline.elastic.indices import ensure_indices
 from stimmung.pipeline.erasure import erase_authors
@@ -76,7 +76,7 @@ class PrivacySignalWorker:
                 for tp, records in consumer.poll(timeout_ms=500).items():
                     for record in records:
                         self.handle(client, pseudonymizer, record.value or b"")
-                        commit_or_redeliver(consumer, {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)},
+                        commit_or_hold(consumer, {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)},
                                             "privacy worker")
         finally:
             consumer.close(autocommit=False)

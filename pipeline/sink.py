@@ -34,14 +34,14 @@ from typing import Any, Callable, TypeVar
 import orjson
 import pybreaker
 from elasticsearch import ApiError, Elasticsearch, TransportError
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import CommitFailedError, IllegalGenerationError, KafkaError, RebalanceInProgressError, UnknownMemberIdError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from stimmung.config import Settings
 from stimmung.health import HEALTH
-from stimmung.kafka import DeadLetters, KafkaWait, group_consumer, make_producer
+from stimmung.kafka import DeadLetters, GroupConsumer, KafkaWait, group_consumer, make_producer
 from stimmung.metrics import (
     MENTIONS_INDEXED,
     SINK_BULK_BYTES,
@@ -252,37 +252,9 @@ class ElasticsearchSink:
         self.settings = settings
         self.group_id = group_id or f"{settings.pipeline.app_id}-sink"
         self._stop = threading.Event()
-        self.consumer: KafkaConsumer | None = None
-        # Offsets of settled batches whose commit the group refused while rebalancing. They are
-        # committed once the group has settled (``_commit_pending``): when the partitions come
-        # back to this member, kafka-python keeps its positions, so nothing is re-delivered and
-        # only this commit moves the group past those records (seen in CI: everything indexed,
-        # lag stuck at 2,515 for five minutes).
-        self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
-
+        self.consumer: GroupConsumer | None = None
     def stop(self, *_: Any) -> None:
         self._stop.set()
-
-    def _hold_for_later(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        for tp, meta in offsets.items():
-            if tp not in self._pending or self._pending[tp].offset < meta.offset:
-                self._pending[tp] = meta
-
-    def _commit_pending(self, consumer: KafkaConsumer) -> None:
-        """Commit the held offsets of partitions this member owns now. The records behind them
-        are indexed, so committing is right whoever read them since; partitions owned elsewhere
-        stay held (their new owner reads them from the group's last commit, ids absorb that)."""
-        owned = {tp: meta for tp, meta in self._pending.items() if tp in consumer.assignment()}
-        if not owned:
-            return
-        try:
-            consumer.commit(owned)
-        except KafkaError as err:  # still rebalancing, or the broker away: try again next turn
-            log.debug("held commit not yet possible", extra={"error": str(err)[:200]})
-            return
-        for tp in owned:
-            self._pending.pop(tp, None)
-        log.info("committed the offsets held during a rebalance", extra={"partitions": len(owned)})
 
     def _keep_membership(self) -> None:
         """While Elasticsearch is down: pause fetching, but poll so the group keeps us."""
@@ -338,8 +310,6 @@ class ElasticsearchSink:
                     writer.call("retention", enforce_retention, client, s.elasticsearch, on_unavailable=self._keep_membership)
                     next_retention = time.monotonic() + RETENTION_CHECK_S
                 batch = self._collect(consumer)
-                if self._pending:
-                    self._commit_pending(consumer)
                 prepared = self._prepare(batch, writer) if batch else None
                 if in_flight is not None:
                     self._settle(*in_flight, dead_letters, consumer, es_down)
@@ -358,7 +328,7 @@ class ElasticsearchSink:
             client.close()
             log.info("sink stopped")
 
-    def _wait_for_kafka(self, waiting: KafkaWait, consumer: KafkaConsumer, reason: str) -> None:
+    def _wait_for_kafka(self, waiting: KafkaWait, consumer: GroupConsumer, reason: str) -> None:
         """One backoff step while Kafka is away, keeping the loop's beat and group seat."""
         HEALTH.beat("sink", LOOP_STALE_S)
         waiting.failed(reason)
@@ -396,7 +366,7 @@ class ElasticsearchSink:
             SINK_UP.set(1)
             return result
 
-    def _collect(self, consumer: KafkaConsumer) -> list[InMessage]:
+    def _collect(self, consumer: GroupConsumer) -> list[InMessage]:
         p = self.settings.pipeline
         batch: list[InMessage] = []
         size = 0
@@ -423,7 +393,7 @@ class ElasticsearchSink:
         return prepared
 
     def _settle(self, batch: list[InMessage], prepared: Prepared, future: Future | None,
-                dead_letters: DeadLetters, consumer: KafkaConsumer, es_down: threading.Event) -> None:
+                dead_letters: DeadLetters, consumer: GroupConsumer, es_down: threading.Event) -> None:
         """Wait for the batch's bulk writes, dead-letter what was refused, then commit."""
         indexed, refused = 0, []
         if future is not None:
@@ -458,21 +428,19 @@ class ElasticsearchSink:
                 offsets[tp] = OffsetAndMetadata(msg.offset + 1, "", -1)
         while True:
             try:
-                consumer.commit(offsets)
-                for tp, meta in offsets.items():  # a held offset this commit has overtaken
-                    if tp in self._pending and self._pending[tp].offset <= meta.offset:
-                        del self._pending[tp]
+                consumer.commit(offsets)  # also drops held offsets it overtakes (GroupConsumer.commit)
                 break
             except (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError) as err:
                 # The group is rebalancing (after a broker restart too), or the partitions moved
                 # to another sink. Not retried here: a commit refused for a rebalance only
                 # succeeds after the poll that rejoins, and retrying it in this step wedged the
-                # sink for good (the CI flake of the broker-outage test). The offsets are held
-                # and committed by the main loop once the group has settled (``_commit_pending``);
-                # a new owner of the partitions re-indexes them instead, ids make that harmless.
+                # sink for good (the CI flake of the broker-outage test). The consumer holds the
+                # offsets and commits them after a poll once the group has settled
+                # (``GroupConsumer.hold``); a new owner of the partitions re-indexes them instead,
+                # ids make that harmless.
                 log.warning("commit refused during a rebalance; offsets held until the group settles",
                             extra={"error": str(err)})
-                self._hold_for_later(offsets)
+                consumer.hold(offsets)
                 break
             except KafkaError as err:
                 # The broker is away (a timeout, a lost coordinator): the batch is indexed, so

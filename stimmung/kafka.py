@@ -23,6 +23,7 @@ from kafka.errors import (
     SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
 )
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from stimmung.config import KafkaSettings, read_secret
 from stimmung.health import HEALTH
@@ -193,6 +194,44 @@ class GroupConsumer(KafkaConsumer):
     _watch_broken = False
     # Set by group_consumer: how a poll that finds the broker gone waits (see ``poll``).
     outage: KafkaWait | None = None
+    # Offsets of records whose downstream writes were acknowledged but whose commit was refused
+    # (a rebalance, the broker away): see ``hold``.
+    _held: dict[TopicPartition, OffsetAndMetadata] | None = None
+
+    def hold(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Keep offsets whose commit was refused; each later successful ``poll`` commits those of
+        partitions this member owns then. Re-delivery cannot be relied on: when a rebalance gives
+        the same member its partitions back, kafka-python keeps its positions, so nothing is read
+        again and without this commit the group's lag stays (seen in CI: a sink with everything
+        indexed and a lag of 2,515). Partitions owned elsewhere stay held; their new owner reads
+        from the group's last commit, and ids make the repeat harmless."""
+        held = self._held if self._held is not None else {}
+        for tp, meta in offsets.items():
+            if tp not in held or held[tp].offset < meta.offset:  # an older offset never moves one back
+                held[tp] = meta
+        self._held = held
+
+    @property
+    def held(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        return dict(self._held or {})
+
+    def commit(self, offsets=None, timeout_ms=None):
+        super().commit(offsets, timeout_ms=timeout_ms)
+        if self._held and offsets:
+            for tp, meta in offsets.items():  # a held offset this commit has overtaken
+                if tp in self._held and self._held[tp].offset <= meta.offset:
+                    del self._held[tp]
+
+    def _commit_held(self) -> None:
+        owned = {tp: meta for tp, meta in (self._held or {}).items() if tp in self.assignment()}
+        if not owned:
+            return
+        try:
+            self.commit(owned)
+        except KafkaError as err:  # still rebalancing, or the broker away: again after the next poll
+            log.debug("held commit not yet possible", extra={"error": str(err)[:200]})
+            return
+        log.info("committed offsets held since a refused commit", extra={"partitions": len(owned)})
 
     def poll(self, timeout_ms=0, max_records=None, update_offsets=True):
         now = time.monotonic()
@@ -219,6 +258,8 @@ class GroupConsumer(KafkaConsumer):
             return {}
         if self.outage is not None and self.outage.reason is not None:
             self.outage.recovered()
+        if self._held:
+            self._commit_held()
         return records
 
     def _watch_metadata(self) -> None:
@@ -250,7 +291,7 @@ def _partitions_led(consumer: KafkaConsumer, topic: str) -> bool:
 
 
 def group_consumer(settings: KafkaSettings, topic: str, group_id: str, purpose: str, max_poll_records: int,
-                   should_stop: Callable[[], bool] = lambda: False) -> KafkaConsumer:
+                   should_stop: Callable[[], bool] = lambda: False) -> GroupConsumer:
     """A consumer in a group, as every kafka-python role of ours reads: commits by hand after the
     downstream write, starts at the earliest offset, and may take up to 10 minutes per batch (an
     Elasticsearch outage) before the group gives its partitions away.
@@ -322,18 +363,22 @@ class KafkaWait:
         HEALTH.set_ready("kafka", True, "connected")
 
 
-def commit_or_redeliver(consumer: KafkaConsumer, offsets: dict, role: str) -> bool:
+def commit_or_hold(consumer: KafkaConsumer, offsets: dict, role: str) -> bool:
     """Commit offsets of records whose downstream writes were acknowledged. When the group is
-    rebalancing (RebalanceInProgressError, CommitFailedError) or the broker is away, skip the
-    commit instead of ending the role: the records are delivered again — to this member or to the
-    one that now owns the partition — and handled again, which their ids make harmless. The next
-    successful commit covers them. (Issue #20: the case manager died on a rebalance mid-commit.)"""
+    rebalancing (RebalanceInProgressError, CommitFailedError) or the broker is away, do not end the
+    role (issue #20: the case manager died on a rebalance mid-commit): a ``GroupConsumer`` holds the
+    offsets and commits them after its next successful poll (``GroupConsumer.hold``); any other
+    consumer skips the commit, and a later commit covers the records."""
     try:
         consumer.commit(offsets)
         return True
     except KafkaError as err:
-        log.warning("%s: commit skipped, the records will be delivered again", role,
-                    extra={"error": f"{type(err).__name__}: {str(err)[:200]}"})
+        error = f"{type(err).__name__}: {str(err)[:200]}"
+        if isinstance(consumer, GroupConsumer):
+            consumer.hold(offsets)
+            log.warning("%s: commit refused; offsets held and committed after the next poll", role, extra={"error": error})
+        else:
+            log.warning("%s: commit skipped; a later commit covers the records", role, extra={"error": error})
         return False
 
 

@@ -47,7 +47,7 @@ from pydantic import ValidationError
 from stimmung.brandquery import Target, parse
 from stimmung.config import CaseRouteSettings, Settings, read_secret
 from stimmung.health import HEALTH
-from stimmung.kafka import commit_or_redeliver, group_consumer
+from stimmung.kafka import commit_or_hold, group_consumer
 from stimmung.metrics import (
     CASE_FIRST_RESPONSE_SECONDS,
     CASE_MENTIONS,
@@ -462,7 +462,7 @@ class CaseManager:
                                     pass  # malformed: the sink dead-letters it
                         self.handle_batch(mentions)
                         handled = True
-                        commit_or_redeliver(consumer, offsets, "case manager")  # every case write was acknowledged
+                        commit_or_hold(consumer, offsets, "case manager")  # every case write was acknowledged
                     if time.monotonic() >= self._next_check:
                         self.check(dispatcher)
                         self._next_check = time.monotonic() + s.crm.sla_check_s

@@ -10,7 +10,7 @@ import pytest
 from kafka.errors import CommitFailedError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from stimmung.kafka import commit_or_redeliver
+from stimmung.kafka import commit_or_hold
 
 OFFSETS = {TopicPartition("stimmung.enriched", 0): OffsetAndMetadata(42, "", -1)}
 
@@ -28,7 +28,7 @@ class Consumer:
 
 def test_a_commit_that_goes_through_is_reported():
     consumer = Consumer()
-    assert commit_or_redeliver(consumer, OFFSETS, "case manager") is True
+    assert commit_or_hold(consumer, OFFSETS, "case manager") is True
     assert consumer.committed == [OFFSETS]
 
 
@@ -36,11 +36,11 @@ def test_a_commit_that_goes_through_is_reported():
                                    KafkaTimeoutError("broker away")])
 def test_a_refused_commit_is_skipped_with_one_warning(error, caplog):
     with caplog.at_level(logging.WARNING, logger="stimmung.kafka"):
-        assert commit_or_redeliver(Consumer(error), OFFSETS, "case manager") is False
+        assert commit_or_hold(Consumer(error), OFFSETS, "case manager") is False
     (record,) = [r for r in caplog.records if r.name == "stimmung.kafka"]
     assert "case manager: commit skipped" in record.getMessage() and type(error).__name__ in record.error
 
 
 def test_other_errors_still_end_the_role():
     with pytest.raises(ValueError):
-        commit_or_redeliver(Consumer(ValueError("a bug, not an outage")), OFFSETS, "case manager")
+        commit_or_hold(Consumer(ValueError("a bug, not an outage")), OFFSETS, "case manager")
