@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from stimmung.models.base import Annotations, MentionText
-from stimmung.models.encoder import SharedEncoder, load_base, load_sentiment, token_buckets
+from stimmung.models.encoder import TOP, SharedEncoder, load_base, load_sentiment, sentiment_top_layers, token_buckets
 from stimmung.models.features import LONG_TOKENS, TOP_LAYER, WINDOW, encode_pools, topic_embeddings
 from stimmung.models.heads import HeadSet
 from stimmung.models.topics import TopicClassifier, load_taxonomy
@@ -89,7 +89,9 @@ class E5Annotator:
             torch.set_num_threads(threads)
         base_dir = Path(base_dir) if base_dir else build_base_encoder()
         self.tokenizer, base = load_base(base_dir)
-        self.encoder = SharedEncoder(base)
+        path = Path(sentiment_file) if sentiment_file else DEFAULT_SENTIMENT_FILE
+        loads_sentiment = (sentiment or heads or shared_pass) and path.is_file()
+        self.encoder = SharedEncoder(base, sentiment_top_layers(path) if loads_sentiment else TOP)
         self.want_sentiment = sentiment
         self.want_topics = topics
         self.batch_size = batch_size
@@ -102,7 +104,6 @@ class E5Annotator:
         self.model_tag = f"{base_dir.name}-none"
         self.sentiment_meta: dict[str, str] = {}
         if sentiment or heads or shared_pass:
-            path = Path(sentiment_file) if sentiment_file else DEFAULT_SENTIMENT_FILE
             if not path.is_file():
                 raise FileNotFoundError(f"sentiment model {path} is missing (train it: python -m stimmung.models.train_sentiment)")
             meta = self.sentiment_meta = load_sentiment(self.encoder, path)

@@ -184,6 +184,22 @@ def save_sentiment(head: SentimentHead, path: Path, meta: dict[str, str],
     save_file(state, str(path), metadata={k: str(v) for k, v in meta.items()})
 
 
+def sentiment_top_layers(path: Path) -> int:
+    """How many top layers a sentiment file fine-tuned (its ``top_layers`` metadata; files from
+    before the option have 4): the encoder must be split there before the file is loaded."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        value = (fh.metadata() or {}).get("top_layers", str(TOP))
+    try:
+        top = int(value)
+    except ValueError:
+        raise ValueError(f"{path}: top_layers {value!r} is not a number of layers") from None
+    if not 1 <= top <= 12:
+        raise ValueError(f"{path}: top_layers {top} is outside 1..12 (e5-small has 12 layers)")
+    return top
+
+
 def load_sentiment(encoder: SharedEncoder, path: Path) -> dict[str, str]:
     """Put the fine-tuned head (and the topic projection, when the file has one) on the encoder."""
     from safetensors import safe_open

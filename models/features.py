@@ -1,10 +1,12 @@
 """The shared pass as features: per-layer mean pools of one e5 pass, with head+tail and windows.
 
 Everything the enricher derives from a post is a *linear* function of mean-pooled hidden states
-of one pass (trunk layers 1-8 frozen, top layers 9-12 the fine-tuned sentiment layers):
+of one pass (trunk layers frozen, top layers the fine-tuned sentiment layers: 1-8 and 9-12 by
+default, ``train_sentiment --top-layers`` moves the split):
 
 * sentiment logits = the classifier applied to the mean pool of the last fine-tuned layer;
-* the topic embedding = the topic projection of the normalised pools of layer 8 and layer 12;
+* the topic embedding = the topic projection of the normalised pools of the trunk's last layer
+  (8 by default) and layer 12;
 * the trained heads (complaint, relevance, aspects, intents, custom labels; see heads.py) are
   logistic regressions on normalised pools of a few layers.
 
@@ -34,7 +36,6 @@ from stimmung.models.encoder import PREFIX, SharedEncoder, extended_mask, mean_p
 WINDOW = 64
 LONG_TOKENS = 512  # long posts: up to this many content tokens, in windows
 LAYERS = 13  # embedding output + 12 layers
-TRUNK_LAYER = 8
 TOP_LAYER = 12
 
 
@@ -119,5 +120,5 @@ def sentiment_probs(encoder: SharedEncoder, pools: np.ndarray) -> np.ndarray:
 def topic_embeddings(encoder: SharedEncoder, pools: np.ndarray) -> np.ndarray:
     """e5's topic space via the projection (see encoder.py), from the same pools."""
     with torch.inference_mode():
-        x = torch.from_numpy(normalized(pools, (TRUNK_LAYER, TOP_LAYER)))
+        x = torch.from_numpy(normalized(pools, (encoder.split, TOP_LAYER)))
         return torch.nn.functional.normalize(encoder.projection(x), dim=-1).numpy()

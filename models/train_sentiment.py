@@ -50,6 +50,7 @@ from stimmung.models.encoder import (
     mean_pool,
     projection_features,
     save_sentiment,
+    sentiment_top_layers,
     tokenize,
 )
 from stimmung.models.metrics import per_language_f1
@@ -310,12 +311,19 @@ def main(argv: list[str] | None = None) -> int:
                         "can be fitted on the other (train_heads --germeval-tune heads)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the GermEval loss (with --germeval)")
     p.add_argument("--aux-repeat", type=int, default=2, help="GermEval batches per epoch, in passes (with --germeval)")
+    p.add_argument("--top-layers", type=int, default=TOP,
+                   help=f"how many of e5's 12 layers to fine-tune (default {TOP}; 12 = all, embeddings frozen); "
+                        "the model file records it and the runtime splits the encoder there")
     p.add_argument("--projection-only", action="store_true",
                    help="keep the trained head in --out; only (re)fit its topic projection")
     args = p.parse_args(argv)
     tasks = tuple(t for t in args.aux_tasks.split(",") if t)
     if unknown := set(tasks) - set(AUX_TASKS):
         p.error(f"--aux-tasks: unknown {sorted(unknown)}; choose from {','.join(AUX_TASKS)}")
+    if not 1 <= args.top_layers <= 12:
+        p.error(f"--top-layers: {args.top_layers} is outside 1..12")
+    if args.projection_only and args.out.is_file():
+        args.top_layers = sentiment_top_layers(args.out)  # the file decides where the encoder splits
     if args.germeval and not args.germeval.is_file():
         p.error(f"--germeval: no such file {args.germeval}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -334,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         train = Split(train.texts + val.texts, train.labels + val.labels, train.languages + val.languages)
     base_dir = build_base_encoder()
     tokenizer, base = load_base(base_dir)
-    encoder = SharedEncoder(base, TOP)
+    encoder = SharedEncoder(base, args.top_layers)
     for param in encoder.parameters():
         param.requires_grad_(False)
     started = time.monotonic()
@@ -388,11 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     head.load_state_dict(best[2])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "model": "stimmung-sentiment-e5small-top4",
+        "model": f"stimmung-sentiment-e5small-top{args.top_layers}",
         "trained_on": "UMSAB train (8 languages)" + (
             f" + GermEval 2017 dev tune part (multi-task: {', '.join(aux.tasks)}; weight "
             f"{args.aux_weight}, x{args.aux_repeat} per epoch)" if aux else ""),
-        "selected_on": "UMSAB val", "epoch": str(best[1]), "top_layers": str(TOP), "max_tokens": str(MAX_TOKENS),
+        "selected_on": "UMSAB val", "epoch": str(best[1]), "top_layers": str(args.top_layers), "max_tokens": str(MAX_TOKENS),
         "base": base_dir.name, "seed": str(args.seed),
         # train_heads reads this: heads must not be fitted on GermEval documents these layers saw.
         "germeval_tune_rows": args.aux_rows if aux else "none",

