@@ -259,7 +259,10 @@ def cross_validate(encoder: SharedEncoder, states, split: Split, args: argparse.
     folds = StratifiedKFold(n_splits=args.cv, shuffle=True, random_state=args.seed).split(np.zeros(len(strata)), strata)
     frozen = frozen_embeddings(encoder, states)
     per_fold: dict[str, list[dict[str, float]]] = {"fine_tuned": [], "baseline": []}
+    chosen = args.cv_folds or list(range(1, args.cv + 1))
     for k, (train_rows, test_rows) in enumerate(folds, 1):
+        if k not in chosen:
+            continue  # the same split and per-fold seeds as a full run, so folds pair up with its report
         started = time.monotonic()
         rng = random.Random(args.seed + k)
         torch.manual_seed(args.seed + k)
@@ -284,7 +287,7 @@ def cross_validate(encoder: SharedEncoder, states, split: Split, args: argparse.
                         f"and label, seed {args.seed}; {args.epochs} epochs per fold, no selection on the scored fold"
                         + (f"; multi-task: GermEval 2017 tune ({len(aux.states)} documents, {', '.join(aux.tasks)}; weight {args.aux_weight}, x{args.aux_repeat} per epoch) in every fold's training" if aux else ""),
             "fine_tuned": summary(per_fold["fine_tuned"]), "baseline_frozen_e5_logreg": summary(per_fold["baseline"]),
-            "folds": per_fold}
+            "fold_numbers": chosen, "folds": per_fold}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", type=Path, default=None, help="write the figures as JSON here")
     p.add_argument("--cv", type=int, default=0, metavar="K",
                    help="only cross-validate the recipe: K folds over train+val, figures as mean ± sd (writes no model)")
+    p.add_argument("--cv-folds", default="", metavar="K1,K2",
+                   help="with --cv: run only these folds (1-based) of the same split, to pair them with a full run's report")
     p.add_argument("--germeval", type=Path, default=None, metavar="DEV_TSV",
                    help="multi-task: GermEval 2017 dev.tsv, whose tune part trains the same layers on relevance, "
                         "document sentiment and aspects")
@@ -320,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     tasks = tuple(t for t in args.aux_tasks.split(",") if t)
     if unknown := set(tasks) - set(AUX_TASKS):
         p.error(f"--aux-tasks: unknown {sorted(unknown)}; choose from {','.join(AUX_TASKS)}")
+    try:
+        args.cv_folds = sorted({int(k) for k in args.cv_folds.split(",") if k.strip()})
+    except ValueError:
+        p.error(f"--cv-folds: {args.cv_folds!r} is not a comma-separated list of fold numbers")
+    if args.cv_folds and not (args.cv and all(1 <= k <= args.cv for k in args.cv_folds)):
+        p.error(f"--cv-folds: needs --cv K and fold numbers within 1..K (got {args.cv_folds}, --cv {args.cv})")
     if not 1 <= args.top_layers <= 12:
         p.error(f"--top-layers: {args.top_layers} is outside 1..12")
     if args.projection_only and args.out.is_file():

@@ -65,3 +65,13 @@ def test_heads_are_fitted_only_on_germeval_documents_the_layers_did_not_see():
     assert not any(h and germeval_part(d) == "heldout" for h, d in zip(heads_rows, docs))
     with pytest.raises(SystemExit, match="--aux-rows layers"):
         germeval_fitting_rows(docs, "all")
+
+
+def test_cv_fold_subsets_and_top_layers_are_checked_before_any_work(tmp_path, capsys):
+    base = ["--umsab", str(tmp_path), "--out", str(tmp_path / "x")]
+    for extra, message in ((["--cv-folds", "1,2"], "needs --cv K"), (["--cv", "5", "--cv-folds", "0,6"], "within 1..K"),
+                           (["--cv", "5", "--cv-folds", "one"], "not a comma-separated list"),
+                           (["--top-layers", "13"], "outside 1..12")):
+        with pytest.raises(SystemExit) as stop:
+            main(base + extra)
+        assert stop.value.code == 2 and message in capsys.readouterr().err, extra
