@@ -47,3 +47,25 @@ def test_evaluate_command_fails_clearly_on_a_malformed_file(tmp_path):
     result = CliRunner().invoke(main, ["models", "evaluate", "sentiment", "--tweeteval", str(tmp_path)])
     assert result.exit_code != 0
     assert "is not 0, 1 or 2" in result.output
+
+
+def test_evaluate_sentiment_scores_only_posts_outside_exclude(tmp_path):
+    """TweetEval's sentiment val holds most of UMSAB English train and val (what the builtin model
+    trained on): --exclude drops posts the model saw, and says how many."""
+    import json
+
+    posts = ["I love this phone, best purchase ever!", "The delivery is three weeks late, awful.",
+             "The shop opens at nine.", "Worst support I have ever had.", "Thanks, that fixed it!"]
+    write_pair(tmp_path, "val", posts, ["2", "0", "1", "0", "2"])
+    seen = tmp_path / "train_text.txt"
+    seen.write_text(posts[0] + "\n  " + posts[3] + "  \nsomething else\n")
+    result = CliRunner().invoke(main, ["models", "evaluate", "sentiment", "--tweeteval", str(tmp_path),
+                                       "--exclude", str(seen), "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output[result.output.index("{"):])
+    assert figures["examples"] == 3 and figures["excluded"] == 2
+    everything = tmp_path / "all.txt"
+    everything.write_text("\n".join(posts))
+    result = CliRunner().invoke(main, ["models", "evaluate", "sentiment", "--tweeteval", str(tmp_path),
+                                       "--exclude", str(everything)])
+    assert result.exit_code != 0 and "nothing left to score" in result.output
