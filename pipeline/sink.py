@@ -253,6 +253,7 @@ class ElasticsearchSink:
         self.group_id = group_id or f"{settings.pipeline.app_id}-sink"
         self._stop = threading.Event()
         self.consumer: GroupConsumer | None = None
+
     def stop(self, *_: Any) -> None:
         self._stop.set()
 
