@@ -46,8 +46,11 @@ GERMEVAL_TO_ASPECT = {
 
 def germeval_part(doc: GermEvalDoc) -> str:
     """Deterministic carve-out of GermEval dev: 'heldout' (~50%) for reporting, 'tune' for thresholds."""
-    digest = hashlib.sha256(f"{doc.id}\x1f{doc.text}".encode()).digest()
-    return "heldout" if digest[0] % 2 == 0 else "tune"
+    return "heldout" if _digest(doc)[0] % 2 == 0 else "tune"
+
+
+def _digest(doc: GermEvalDoc) -> bytes:
+    return hashlib.sha256(f"{doc.id}\x1f{doc.text}".encode()).digest()
 
 
 # Sample splitting for multi-task training (issue #17): when GermEval tune trains the encoder's
@@ -58,8 +61,7 @@ TUNE_HALVES = ("layers", "heads")
 
 def germeval_tune_half(doc: GermEvalDoc) -> str:
     """Which half of GermEval tune a document is in: 'layers' (may train the encoder) or 'heads'."""
-    digest = hashlib.sha256(f"{doc.id}\x1f{doc.text}".encode()).digest()
-    return TUNE_HALVES[digest[1] % 2]
+    return TUNE_HALVES[_digest(doc)[1] % 2]
 
 
 def evaluate_sentiment(split: Split, predict: Callable[[list[str]], np.ndarray]) -> dict:

@@ -17,8 +17,9 @@ fixed epochs, mean ± sd per language, the frozen baseline beside it) and writes
 (never its held-out part) trains the same top layers on auxiliary targets at once - relevance
 and document sentiment toward the company by default (``--aux-tasks``; the mapped aspects too
 on request) - through a throw-away linear head on the same pool. The trained heads
-(train_heads.py) then read layers that have seen German customer feedback, not only tweets. With ``--cv`` the GermEval rows join every fold's
-training rows; the UMSAB rows are scored as before.
+(train_heads.py) then read layers that have seen German customer feedback, not only tweets.
+With ``--cv`` the GermEval rows join every fold's training rows; the UMSAB rows are scored as
+before.
 Training is a separate command, never part of CI (about 20-30 minutes on 2
 cores; the projection alone about 5).
 """
@@ -174,8 +175,8 @@ def germeval_auxiliary(encoder: SharedEncoder, tokenizer, path: Path,
                        tasks: tuple[str, ...] = DEFAULT_AUX_TASKS, rows: str = "all") -> AuxiliaryTask:
     """The tune part of GermEval 2017 dev (evaluate.germeval_part) as an auxiliary task.
 
-    ``rows="layers"`` keeps only the tune half the layers may see (evaluate.germeval_tune_half),
-    so that train_heads --germeval-tune heads can fit the heads on documents the layers never saw.
+    ``rows="layers"`` keeps only the tune half the layers may see (evaluate.germeval_tune_half);
+    the model file records it, and train_heads then fits the heads on the other half only.
     """
     from stimmung.models.datasets import LABELS, read_germeval
     from stimmung.models.evaluate import germeval_part, germeval_tune_half
@@ -312,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aux-tasks", default=",".join(DEFAULT_AUX_TASKS),
                    help=f"comma-separated, of {','.join(AUX_TASKS)} (with --germeval)")
     p.add_argument("--aux-rows", choices=("all", "layers"), default="all",
-                   help="GermEval tune rows that train the layers: all, or only the 'layers' half so the heads "
-                        "can be fitted on the other (train_heads --germeval-tune heads)")
+                   help="GermEval tune rows that train the layers: all, or only the 'layers' half, so that "
+                        "train_heads (which reads this from the model file) fits the heads on the other half")
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the GermEval loss (with --germeval)")
     p.add_argument("--aux-repeat", type=int, default=2, help="GermEval batches per epoch, in passes (with --germeval)")
     p.add_argument("--top-layers", type=int, default=TOP,

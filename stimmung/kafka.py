@@ -363,22 +363,18 @@ class KafkaWait:
         HEALTH.set_ready("kafka", True, "connected")
 
 
-def commit_or_hold(consumer: KafkaConsumer, offsets: dict, role: str) -> bool:
+def commit_or_hold(consumer: GroupConsumer, offsets: dict, role: str) -> bool:
     """Commit offsets of records whose downstream writes were acknowledged. When the group is
     rebalancing (RebalanceInProgressError, CommitFailedError) or the broker is away, do not end the
-    role (issue #20: the case manager died on a rebalance mid-commit): a ``GroupConsumer`` holds the
-    offsets and commits them after its next successful poll (``GroupConsumer.hold``); any other
-    consumer skips the commit, and a later commit covers the records."""
+    role (issue #20: the case manager died on a rebalance mid-commit): the consumer holds the
+    offsets and commits them after its next successful poll (``GroupConsumer.hold``)."""
     try:
         consumer.commit(offsets)
         return True
     except KafkaError as err:
-        error = f"{type(err).__name__}: {str(err)[:200]}"
-        if isinstance(consumer, GroupConsumer):
-            consumer.hold(offsets)
-            log.warning("%s: commit refused; offsets held and committed after the next poll", role, extra={"error": error})
-        else:
-            log.warning("%s: commit skipped; a later commit covers the records", role, extra={"error": error})
+        consumer.hold(offsets)
+        log.warning("%s: commit refused; offsets held and committed after the next poll", role,
+                    extra={"error": f"{type(err).__name__}: {str(err)[:200]}"})
         return False
 
 
