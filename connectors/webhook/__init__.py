@@ -10,10 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stimmung.connectors.webhook.receiver import WebhookReceiver, make_app
+    from stimmung.connectors.webhook.receiver import WebhookReceiver, make_app, serve
 
-_LAZY = {"WebhookReceiver": "stimmung.connectors.webhook.receiver", "make_app": "stimmung.connectors.webhook.receiver"}
-__all__ = ["WebhookReceiver", "make_app"]
+_LAZY = {"WebhookReceiver": "stimmung.connectors.webhook.receiver", "make_app": "stimmung.connectors.webhook.receiver",
+         "serve": "stimmung.connectors.webhook.receiver"}
+__all__ = ["WebhookReceiver", "make_app", "serve"]
 
 
 def __getattr__(name: str) -> Any:

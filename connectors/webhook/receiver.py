@@ -127,9 +127,31 @@ def make_app(receiver: WebhookReceiver, max_body_bytes: int = 1024 * 1024) -> we
     async def heartbeat(app: web.Application):
         # liveness on the metrics port (stimmung.health): beats only while this event loop runs
         task = asyncio.create_task(beat_forever("webhook"))
-        HEALTH.set_ready("kafka", True, "producer connected")
         yield
         task.cancel()
 
     app.cleanup_ctx.append(heartbeat)
     return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then close it gracefully.
+
+    Readiness is set only once the listening socket is bound: set any earlier (aiohttp runs the
+    app's startup hooks before it binds), /readyz says 200 while a push to the port is refused,
+    and a load balancer would route into that gap.
+    """
+    import signal
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        HEALTH.set_ready("kafka", True, "producer connected")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -130,10 +130,8 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool, check: bool) -
 @click.pass_obj
 def webhook(obj: Context) -> None:
     """Run the webhook receiver (Meta-style and generic signed JSON pushes -> raw topic)."""
-    from aiohttp import web
-
     from stimmung.config import read_secret
-    from stimmung.connectors.webhook import WebhookReceiver, make_app
+    from stimmung.connectors.webhook import WebhookReceiver, make_app, serve
     from stimmung.kafka import DeadLetters, make_producer
 
     s = obj.settings
@@ -149,6 +147,6 @@ def webhook(obj: Context) -> None:
     receiver = WebhookReceiver(producer, s.kafka.topics.raw, DeadLetters(producer, s.kafka.topics.deadletter), **secrets)
     log.info("webhook receiver listening", extra={"host": w.host, "port": w.port})
     try:
-        web.run_app(make_app(receiver, w.max_body_bytes), host=w.host, port=w.port, print=None)
+        asyncio.run(serve(make_app(receiver, w.max_body_bytes), w.host, w.port))
     finally:
         producer.close()
