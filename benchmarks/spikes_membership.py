@@ -39,6 +39,7 @@ from stimmung.models.heads import (
     out_of_fold_logits,
     stratified_folds,
 )
+from stimmung.models.lexical import hashed_counts
 
 HERE = Path(__file__).resolve().parent
 
@@ -52,10 +53,7 @@ def membership(gold: np.ndarray, counted: np.ndarray) -> dict:
 
 
 def shipped_config(report_path: Path) -> Config:
-    described = json.loads(report_path.read_text())["complaint"]["config"]  # "layers=[8, 12] C=4.0 class_weight=balanced"
-    layers = tuple(json.loads(described.split("layers=")[1].split(" C=")[0]))
-    c = float(described.split(" C=")[1].split(" ")[0])
-    return Config(layers, c, described.endswith("balanced"))
+    return Config.parse(json.loads(report_path.read_text())["complaint"]["config"])
 
 
 def main() -> None:
@@ -74,7 +72,8 @@ def main() -> None:
     gold = np.array([r.complaint for r in rows], dtype=bool)
     config = shipped_config(HERE.parent / "models" / "heads" / "train-report.json")
     folds = stratified_folds(gold.astype(int), args.folds, 17)
-    logits = out_of_fold_logits(pools, gold.astype(int).reshape(-1, 1), folds, config)[:, 0]
+    counts = hashed_counts([r.text for r in rows])
+    logits = out_of_fold_logits(pools, gold.astype(int).reshape(-1, 1), folds, config, counts=counts)[:, 0]
     probs = cross_validated_platt(logits, gold.astype(int), folds)
     head_says = np.zeros(len(rows), dtype=bool)
     for f in np.unique(folds):  # each fold's threshold from the other folds' out-of-fold probabilities
@@ -93,7 +92,7 @@ def main() -> None:
         raise SystemExit("the trained heads did not load")
     complaint_head = next(h for h in heads.heads if h.name == "complaint")
     # as in the pipeline: each post's detected language picks the threshold (German has its own)
-    g_head = complaint_head.decide(complaint_head.probabilities(g_pools), detected_languages([d.text for d in docs]))[:, 0]
+    g_head = complaint_head.decide(complaint_head.probabilities(g_pools, hashed_counts([d.text for d in docs])), detected_languages([d.text for d in docs]))[:, 0]
     g_negative = annotator.sentiment_probs(g_pools).argmax(1) == 0
     out["results"]["GermEval 2017 held-out (de, weak label: relevant and negative)"] = {
         "complaint (default)": membership(g_gold, g_head), "negative sentiment (before)": membership(g_gold, g_negative),

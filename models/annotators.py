@@ -176,7 +176,7 @@ class E5Annotator:
         languages: list[str | None] = [None] * len(texts)
         for item, ann in zip(items, out, strict=True):
             languages[unique[item.text]] = languages[unique[item.text]] or (ann.language if ann.language != "und" else None)
-        heads = head_set.predict(pools, languages) if (head_set is not None and pools is not None) else None
+        heads = head_set.predict(pools, languages, texts) if (head_set is not None and pools is not None) else None
         for item, ann in zip(items, out, strict=True):
             row = unique[item.text]
             if probs is not None:

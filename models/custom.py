@@ -3,7 +3,8 @@
 The operator labels posts from their stream in the evaluation JSONL format (``text``, ``topics``);
 every label with enough positive and negative examples gets a calibrated one-vs-rest logistic
 regression on the shared pass (heads.py), chosen by stratified k-fold cross-validation on those
-examples (C and class weights; the layers of the builtin heads). The figures returned are the
+examples (C, class weights, and whether the post's character n-grams are read beside the pools;
+the layers of the builtin heads). The figures returned are the
 cross-validated ones, on the operator's own examples. Labels with too few examples are skipped and
 keep the prototype method of the taxonomy. The head file goes to the custom heads directory,
 where the enricher loads it at start-up (a custom label overrides a builtin one of the same name).
@@ -25,6 +26,7 @@ from stimmung.models.heads import (
     out_of_fold_logits,
     stratified_folds,
 )
+from stimmung.models.lexical import LEXICAL_SCALE, hashed_counts
 
 CUSTOM_LAYERS = (8, 12)
 
@@ -45,8 +47,11 @@ def train_custom_head(annotator, examples, target: Path, min_examples: int = 8, 
     k = max(2, min(10, int(y.sum(0).min()), int((1 - y).sum(0).min())))
     folds = stratified_folds([min(e.topics & set(labels), default="") for e in examples], k, seed)
     best: tuple[float, Config, np.ndarray, np.ndarray] | None = None
-    for config in (Config(CUSTOM_LAYERS, c, balanced) for c in (0.25, 1.0, 4.0) for balanced in (False, True)):
-        logits = out_of_fold_logits(pools, y, folds, config)
+    ngram_counts = hashed_counts([e.text for e in examples])
+    # pools only, and pools with the posts' character n-grams (an operator's label is often a word)
+    for config in (Config(CUSTOM_LAYERS, c, balanced, lexical) for lexical in (0.0, LEXICAL_SCALE)
+                   for c in (0.25, 1.0, 4.0) for balanced in (False, True)):
+        logits = out_of_fold_logits(pools, y, folds, config, counts=ngram_counts)
         probs = np.stack([cross_validated_platt(logits[:, j], y[:, j], folds) for j in range(len(labels))], axis=1)
         score = float(np.mean([binary_figures(y[:, j], probs[:, j] >= 0.5)["f1"] for j in range(len(labels))]))
         if best is None or score > best[0]:
@@ -66,7 +71,7 @@ def train_custom_head(annotator, examples, target: Path, min_examples: int = 8, 
     name = Path(target).stem
     head = fit_head(name, labels, pools, y, config, logits, thresholds,
                     {"trained_on": f"{len(examples)} operator-labelled examples", "pass": annotator.model_tag,
-                     "cv": cv})
+                     "cv": cv}, counts=ngram_counts)
     head.save(target)
     return {"path": str(target), "examples": len(examples), "labels": labels, "config": config.describe(),
             "folds": k, "cv": cv, "thresholds": dict(zip(labels, thresholds)),

@@ -8,7 +8,9 @@ on the calibrated probability (chosen on out-of-fold predictions of the training
 An *exclusive* head (``meta["decision"] == "argmax"``, e.g. brand sentiment: negative, neutral or
 positive) normalises its calibrated probabilities to sum to one and decides the most probable label.
 
-A head costs one small matrix product per batch, so every head together adds well under 1 %
+A head may also read the text itself: character n-gram TF-IDF features (lexical.py) beside
+the pools, weighted by the head's ``lexical`` scale; the choice is made by cross-validation like
+the rest of the configuration. A head costs one small matrix product per batch, so every head together adds well under 1 %
 to the encoder pass. Files are safetensors (fp16 weights; labels, layers, calibration and the
 training figures in the metadata), found by the enricher in ``models/heads/`` (builtin) and in
 the operator's custom heads directory (``stimmung models train-labels``).
@@ -25,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from stimmung.models.features import normalized
+from stimmung.models.lexical import LexicalFeatures, hashed_counts
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -46,6 +49,8 @@ class LinearHead:
     platt: np.ndarray | None = None  # [labels, 2]: a, b (identity when None)
     thresholds: np.ndarray | None = None  # [labels], on calibrated probabilities (0.5 when None)
     meta: dict = field(default_factory=dict)
+    lexical: LexicalFeatures | None = None  # character n-grams of the text beside the pools
+    lexical_weight: np.ndarray | None = None  # [labels, lexical columns]
 
     def __post_init__(self):
         n = len(self.labels)
@@ -54,8 +59,14 @@ class LinearHead:
         if self.thresholds is None:
             self.thresholds = np.full(n, 0.5)
 
-    def logits(self, pools: np.ndarray) -> np.ndarray:
-        return normalized(pools, self.layers) @ self.weight.T + self.bias
+    def logits(self, pools: np.ndarray, counts=None) -> np.ndarray:
+        """``counts``: ``lexical.hashed_counts`` of the same posts (needed by a head that reads text)."""
+        z = normalized(pools, self.layers) @ self.weight.T + self.bias
+        if self.lexical is not None and self.lexical_weight is not None:
+            if counts is None:
+                raise ValueError(f"head {self.name} reads the text beside the pools: pass the posts' hashed counts")
+            z = z + np.asarray(self.lexical.transform(counts) @ self.lexical_weight.T)
+        return z
 
     @staticmethod
     def _filled(value: np.ndarray | None) -> np.ndarray:
@@ -68,10 +79,10 @@ class LinearHead:
         """One label per post (argmax), not independent yes/no decisions."""
         return self.meta.get("decision") == "argmax"
 
-    def probabilities(self, pools: np.ndarray) -> np.ndarray:
+    def probabilities(self, pools: np.ndarray, counts=None) -> np.ndarray:
         """``[N, labels]`` calibrated probabilities (an exclusive head's rows sum to one)."""
         platt = self._filled(self.platt)
-        probs = sigmoid(self.logits(pools) * platt[:, 0] + platt[:, 1])
+        probs = sigmoid(self.logits(pools, counts) * platt[:, 0] + platt[:, 1])
         return normalized_rows(probs) if self.exclusive else probs
 
     def thresholds_for(self, language: str | None) -> np.ndarray:
@@ -102,6 +113,11 @@ class LinearHead:
                    "bias": torch.from_numpy(np.asarray(self.bias, dtype=np.float32)),
                    "platt": torch.from_numpy(np.asarray(self.platt, dtype=np.float32)),
                    "thresholds": torch.from_numpy(np.asarray(self.thresholds, dtype=np.float32))}
+        if self.lexical is not None and self.lexical_weight is not None:
+            tensors.update({"lexical_columns": torch.from_numpy(np.asarray(self.lexical.columns, dtype=np.int64)),
+                            "lexical_idf": torch.from_numpy(np.asarray(self.lexical.idf, dtype=np.float32)),
+                            "lexical_weight": torch.from_numpy(np.asarray(self.lexical_weight, dtype=np.float16))})
+            self.meta["lexical_scale"] = str(self.lexical.scale)
         meta = {"name": self.name, "labels": json.dumps(self.labels), "layers": json.dumps(list(self.layers)),
                 **{k: v if isinstance(v, str) else json.dumps(v) for k, v in self.meta.items()}}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -113,14 +129,25 @@ class LinearHead:
 
         with safe_open(str(path), "np") as fh:
             meta = dict(fh.metadata() or {})
-            t = {k: fh.get_tensor(k).astype(np.float32) for k in fh.keys()}
+            t = {k: fh.get_tensor(k) if k == "lexical_columns" else fh.get_tensor(k).astype(np.float32) for k in fh.keys()}
         try:
             name, labels, layers = meta.pop("name"), json.loads(meta.pop("labels")), tuple(json.loads(meta.pop("layers")))
         except (KeyError, ValueError) as err:
             raise ValueError(f"{path} is not a head file (metadata: {err})") from None
         if t["weight"].shape[0] != len(labels):
             raise ValueError(f"{path}: {t['weight'].shape[0]} weight rows for {len(labels)} labels")
-        return cls(name, labels, layers, t["weight"], t["bias"], t["platt"], t["thresholds"], meta)
+        lexical = None
+        if "lexical_columns" in t:
+            try:
+                lexical = LexicalFeatures(t["lexical_columns"].astype(np.int64), t["lexical_idf"].astype(np.float64),
+                                          float(meta["lexical_scale"]))
+            except (KeyError, ValueError) as err:
+                raise ValueError(f"{path}: incomplete lexical features ({err})") from None
+            if t.get("lexical_weight") is None or t["lexical_weight"].shape != (len(labels), len(lexical.columns)):
+                raise ValueError(f"{path}: lexical weights do not match "
+                                 f"{len(labels)} labels x {len(lexical.columns)} columns")
+        return cls(name, labels, layers, t["weight"], t["bias"], t["platt"], t["thresholds"], meta,
+                   lexical, t.get("lexical_weight"))
 
 
 # ---- fitting -------------------------------------------------------------------------------
@@ -215,26 +242,55 @@ class Config:
     layers: tuple[int, ...]
     c: float
     balanced: bool
+    lexical: float = 0.0  # scale of the character n-gram features beside the pools (0: pools only)
 
     def describe(self) -> str:
-        return f"layers={list(self.layers)} C={self.c} class_weight={'balanced' if self.balanced else 'none'}"
+        described = f"layers={list(self.layers)} C={self.c} class_weight={'balanced' if self.balanced else 'none'}"
+        return described + (f" lexical={self.lexical}" if self.lexical else "")
+
+    @classmethod
+    def parse(cls, described: str) -> "Config":
+        """The inverse of ``describe`` (a head file and a training report record it)."""
+        try:
+            layers = tuple(json.loads(described.split("layers=")[1].split(" C=")[0]))
+            fields = dict(part.split("=", 1) for part in described.split("] ", 1)[1].split())
+            return cls(layers, float(fields["C"]), fields["class_weight"] == "balanced", float(fields.get("lexical", 0.0)))
+        except (IndexError, KeyError, ValueError) as err:
+            raise ValueError(f"not a head configuration: {described!r} ({err})") from None
+
+
+def design_matrix(pools: np.ndarray, layers: tuple[int, ...], lexical: LexicalFeatures | None = None, counts=None):
+    """The features a head reads: the pooled layers, and the text's n-grams when it reads those too."""
+    x = normalized(pools, layers)
+    if lexical is None:
+        return x
+    import scipy.sparse as sp
+
+    return sp.hstack([sp.csr_matrix(x), lexical.transform(counts)]).tocsr()
 
 
 def out_of_fold_logits(pools: np.ndarray, y: np.ndarray, folds: np.ndarray, config: Config,
-                       train_mask: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> np.ndarray:
+                       train_mask: np.ndarray | None = None, sample_weight: np.ndarray | None = None,
+                       counts=None) -> np.ndarray:
     """``[N, labels]`` logits, each from a model fitted on the other folds (rows outside
-    ``train_mask`` are predicted but never trained on, e.g. auxiliary examples' own folds)."""
-    x = normalized(pools, config.layers)
+    ``train_mask`` are predicted but never trained on, e.g. auxiliary examples' own folds).
+    A lexical config needs ``counts`` (``lexical.hashed_counts`` of the rows); its n-gram columns
+    and idf are fitted on each fold's training rows only."""
+    if config.lexical and counts is None:
+        raise ValueError("a lexical head configuration needs the rows' hashed counts")
     y = y.reshape(len(y), -1)
     out = np.zeros(y.shape, dtype=np.float64)
     for fold in np.unique(folds[folds >= 0]):
         fit_rows = folds != fold
         if train_mask is not None:
             fit_rows &= train_mask | (folds < 0)
+        lexical = LexicalFeatures.fit(counts[fit_rows], config.lexical) if config.lexical else None
+        x_fit = design_matrix(pools[fit_rows], config.layers, lexical, counts[fit_rows] if lexical else None)
+        x_out = design_matrix(pools[folds == fold], config.layers, lexical, counts[folds == fold] if lexical else None)
         for j in range(y.shape[1]):
             weights = None if sample_weight is None else sample_weight[fit_rows]
-            w, b = fit_logistic(x[fit_rows], y[fit_rows, j], config.c, config.balanced, weights)
-            out[folds == fold, j] = x[folds == fold] @ w + b
+            w, b = fit_logistic(x_fit, y[fit_rows, j], config.c, config.balanced, weights)
+            out[folds == fold, j] = x_out @ w + b
     return out
 
 
@@ -250,9 +306,12 @@ def cross_validated_platt(logits: np.ndarray, y: np.ndarray, folds: np.ndarray) 
 
 def fit_head(name: str, labels: list[str], pools: np.ndarray, y: np.ndarray, config: Config,
              oof_logits: np.ndarray, thresholds: Sequence[float], meta: dict,
-             sample_weight: np.ndarray | None = None) -> LinearHead:
+             sample_weight: np.ndarray | None = None, counts=None) -> LinearHead:
     """The final head: fitted on all rows; Platt maps from the out-of-fold logits."""
-    x = normalized(pools, config.layers)
+    if config.lexical and counts is None:
+        raise ValueError("a lexical head configuration needs the rows' hashed counts")
+    lexical = LexicalFeatures.fit(counts, config.lexical) if config.lexical else None
+    x = design_matrix(pools, config.layers, lexical, counts)
     y = y.reshape(len(y), -1)
     weights, biases, platt = [], [], []
     for j in range(len(labels)):
@@ -260,8 +319,11 @@ def fit_head(name: str, labels: list[str], pools: np.ndarray, y: np.ndarray, con
         weights.append(w)
         biases.append(b)
         platt.append(fit_platt(oof_logits[:, j], y[:, j]))
-    return LinearHead(name, labels, config.layers, np.array(weights, dtype=np.float32), np.array(biases, dtype=np.float32),
-                      np.array(platt), np.asarray(thresholds, dtype=np.float64), dict(meta, config=config.describe()))
+    weight = np.array(weights, dtype=np.float32)
+    pooled = normalized(pools[:1], config.layers).shape[1]  # the first columns are the pools', the rest the n-grams'
+    return LinearHead(name, labels, config.layers, weight[:, :pooled], np.array(biases, dtype=np.float32),
+                      np.array(platt), np.asarray(thresholds, dtype=np.float64), dict(meta, config=config.describe()),
+                      lexical, weight[:, pooled:] if lexical is not None else None)
 
 
 def stratified_folds(strata: Sequence | np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -325,10 +387,19 @@ class HeadSet:
     def has(self, name: str) -> bool:
         return any(h.name == name for h in self.heads)
 
-    def predict(self, pools: np.ndarray, languages: Sequence[str | None] | None = None) -> list[HeadPrediction]:
+    @property
+    def reads_text(self) -> bool:
+        return any(h.lexical is not None for h in self.heads)
+
+    def predict(self, pools: np.ndarray, languages: Sequence[str | None] | None = None,
+                texts: Sequence[str] | None = None) -> list[HeadPrediction]:
+        """``texts``: the posts themselves, needed when a head reads their n-grams (``reads_text``)."""
+        if self.reads_text and texts is None:
+            raise ValueError("these heads read the posts' text: pass texts")
+        counts = hashed_counts(texts) if (self.reads_text and texts is not None) else None  # one hashing for every head
         out = [HeadPrediction({}, [], {}) for _ in range(len(pools))]
         for head in self.heads:
-            probs = head.probabilities(pools)
+            probs = head.probabilities(pools, counts)
             decided = head.decide(probs, languages)
             for row, pred in enumerate(out):
                 for j, label in enumerate(head.labels):

@@ -51,6 +51,7 @@ from stimmung.models.heads import (
     out_of_fold_logits,
     stratified_folds,
 )
+from stimmung.models.lexical import LEXICAL_SCALE
 from stimmung.models.metrics import per_language_f1
 
 log = logging.getLogger("train_heads")
@@ -67,17 +68,17 @@ SENTIMENTS = ("negative", "neutral", "positive")
 BRAND_SENTIMENT_TWEET_WEIGHT = 0.3
 
 
-def grid(c_values=(0.25, 1.0, 4.0, 16.0), layers=LAYER_CHOICES, balanced=(False, True)) -> list[Config]:
-    return [Config(l, c, b) for l, c, b in itertools.product(layers, c_values, balanced)]
+def grid(c_values=(0.25, 1.0, 4.0, 16.0), layers=LAYER_CHOICES, balanced=(False, True), lexical=(0.0,)) -> list[Config]:
+    return [Config(l, c, b, x) for x, l, c, b in itertools.product(lexical, layers, c_values, balanced)]
 
 
-def _config_of(head) -> tuple[tuple[int, ...], float, bool]:
-    """(layers, C, balanced) of a fitted head, from its recorded configuration."""
-    described = head.meta["config"]  # e.g. "layers=[8, 12] C=4.0 class_weight=balanced"
-    return (tuple(head.layers), float(described.split(" C=")[1].split(" ")[0]), described.endswith("balanced"))
+def with_and_without_text(c_values, layers, balanced, lexical_c_values) -> list[Config]:
+    """Pools-only configurations, and (a narrower C grid: each fit is slower) the same with the
+    text's n-grams beside them; CV chooses among all of them."""
+    return grid(c_values, layers, balanced) + grid(lexical_c_values, layers, balanced, (LEXICAL_SCALE,))
 
 
-def train_exclusive_head(name, labels, pools, gold, folds, configs, meta, parts, sample_weight):
+def train_exclusive_head(name, labels, pools, gold, folds, configs, meta, parts, sample_weight, counts):
     """A one-label-per-post head (e.g. negative/neutral/positive): one-vs-rest logits, Platt maps per
     label from out-of-fold logits, rows normalised, the most probable label decided. ``parts`` names
     each row's data set ("germeval" or a tweet language): selected by the mean of GermEval's CV
@@ -93,7 +94,7 @@ def train_exclusive_head(name, labels, pools, gold, folds, configs, meta, parts,
 
     results = []
     for config in configs:
-        logits = out_of_fold_logits(pools, y, folds, config, sample_weight=sample_weight)
+        logits = out_of_fold_logits(pools, y, folds, config, sample_weight=sample_weight, counts=counts)
         probs = np.zeros_like(logits)
         for j in range(len(labels)):
             probs[:, j] = cross_validated_platt(logits[:, j], y[:, j], folds)
@@ -107,7 +108,7 @@ def train_exclusive_head(name, labels, pools, gold, folds, configs, meta, parts,
         results.append((score, config, logits, probs, per_part))
         log.info("%s %s: CV %s", name, config.describe(), {k: round(float(np.mean(v)), 2) for k, v in per_part.items()})
     _, config, logits, probs, per_part = max(results, key=lambda r: r[0])
-    head = fit_head(name, labels, pools, y, config, logits, [0.0] * len(labels), meta, sample_weight)
+    head = fit_head(name, labels, pools, y, config, logits, [0.0] * len(labels), meta, sample_weight, counts)
     report = {"config": config.describe(), "selected_by": "CV: mean of GermEval micro-F1 and the tweet languages' mean macro-F1",
               "grid": {r[1].describe(): round(r[0], 2) for r in results},
               "cv": {part: {"micro_f1" if part == "germeval" else "macro_f1": mean_sd(v)} for part, v in per_part.items()},
@@ -129,12 +130,12 @@ def fold_thresholds(probs: np.ndarray, y: np.ndarray, folds: np.ndarray, macro: 
     return out
 
 
-def cross_validate(pools, y, folds, configs, figure, criterion: str, macro_threshold: bool, eval_rows):
+def cross_validate(pools, y, folds, configs, figure, criterion: str, macro_threshold: bool, eval_rows, counts):
     """Score every config by k-fold CV; return (best config, its out-of-fold logits, per-config scores)."""
     results = []
     for config in configs:
         started = time.monotonic()
-        logits = out_of_fold_logits(pools, y, folds, config)
+        logits = out_of_fold_logits(pools, y, folds, config, counts=counts)
         _, pred = calibrated_predictions(logits, y, folds, macro_threshold)
         score = fold_figures(y, pred, folds, eval_rows, figure)[criterion]["mean"]
         results.append((score, config, logits))
@@ -178,12 +179,13 @@ def multilabel_fig(labels):
     return figure
 
 
-def train_head(name, labels, pools, y, folds, configs, figure, criterion, macro, meta, baseline_pred, eval_rows):
+def train_head(name, labels, pools, y, folds, configs, figure, criterion, macro, meta, baseline_pred, eval_rows, counts):
     """Select by CV, report CV figures (head and prototype baseline), fit the final head.
+    ``counts``: the rows' hashed n-gram counts (lexical configurations read them).
 
     Returns (head, report, out-of-fold predictions of the chosen config)."""
     y = y.reshape(len(y), -1).astype(int)
-    config, logits, grid_scores = cross_validate(pools, y, folds, configs, figure, criterion, macro, eval_rows)
+    config, logits, grid_scores = cross_validate(pools, y, folds, configs, figure, criterion, macro, eval_rows, counts)
     probs, pred = calibrated_predictions(logits, y, folds, macro)
     rows = eval_rows & (folds >= 0)
     report = {"config": config.describe(), "selected_by": f"CV mean {criterion}", "grid": grid_scores,
@@ -191,7 +193,7 @@ def train_head(name, labels, pools, y, folds, configs, figure, criterion, macro,
                      "prototype": fold_figures(y, baseline_pred.reshape(len(y), -1), folds, rows, figure)},
               "cv_ece": {label: expected_calibration_error(probs[rows, j], y[rows, j]) for j, label in enumerate(labels)}}
     thresholds = [best_threshold(probs[rows, j], y[rows, j].astype(bool), macro) for j in range(len(labels))]
-    head = fit_head(name, labels, pools, y, config, logits, thresholds, meta)
+    head = fit_head(name, labels, pools, y, config, logits, thresholds, meta, counts=counts)
     return head, report, pred
 
 
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     from stimmung.models.evaluate import germeval_part
     from stimmung.models.feature_cache import DEFAULT_CACHE, PoolCache
     from stimmung.models.features import LONG_TOKENS, TOP_LAYER, WINDOW
+    from stimmung.models.lexical import hashed_counts
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -257,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = read_germeval(args.data / "germeval2017" / "dev.tsv")
     g_pools = cache.pools("germeval-dev", [d.text for d in docs])
     g_long = cache.pools("germeval-dev", [d.text for d in docs], long_tokens=LONG_TOKENS)
+    g_counts = hashed_counts([d.text for d in docs])
     heldout_rows = np.array([germeval_part(d) == "heldout" for d in docs])
     tune = germeval_fitting_rows(docs, annotator.sentiment_meta.get("germeval_tune_rows", "none"))
     log.info("GermEval: %d tune documents fit the heads, %d held out", int(tune.sum()), int(heldout_rows.sum()))
@@ -294,22 +298,25 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_complaints(args.data / "complaints" / "train.csv")
         c_pools = cache.pools("complaints-train", [r.text for r in rows])
         pools = np.concatenate([c_pools, g_pools[tune]]).astype(np.float32)
+        counts = hashed_counts([r.text for r in rows] + [d.text for d, t in zip(docs, tune) if t])
         y = np.concatenate([[r.complaint for r in rows], g_comp[tune]]).astype(int)
         source = np.array(["en"] * len(rows) + ["de"] * int(tune.sum()))
         folds = stratified_folds([f"{s}{v}" for s, v in zip(source, y)], args.folds, args.seed)
         proto = prototype_scores(annotator, pools, ["complaint"]) >= 0.5
         head, rep, pred = train_head(
-            "complaint", ["complaint"], pools, y, folds, grid(), binary_fig, "macro_f1", True,
+            "complaint", ["complaint"], pools, y, folds, with_and_without_text((0.25, 1.0, 4.0, 16.0), LAYER_CHOICES,
+                                                                              (False, True), (1.0, 4.0, 16.0)),
+            binary_fig, "macro_f1", True,
             {"trained_on": "complaints/train.csv (en, gold) + GermEval 2017 dev tune part (de, weak: relevant+negative)"},
-            proto, np.ones(len(y), bool))
+            proto, np.ones(len(y), bool), counts)
         for lang in ("en", "de"):
             rep["cv"][f"head_{lang}"] = fold_figures(y.reshape(-1, 1), pred, folds, source == lang, binary_fig)
             rep["cv"][f"prototype_{lang}"] = fold_figures(y.reshape(-1, 1), proto, folds, source == lang, binary_fig)
         # German posts get their own threshold (their calibrated probabilities run lower: weak labels,
         # a minority of the rows), chosen like the global one on out-of-fold probabilities of the
         # German rows only; GermEval held-out stays unseen.
-        probs = cross_validated_platt(out_of_fold_logits(pools, y.reshape(-1, 1), folds, Config(*_config_of(head)))[:, 0],
-                                      y, folds)
+        probs = cross_validated_platt(out_of_fold_logits(pools, y.reshape(-1, 1), folds, Config.parse(head.meta["config"]),
+                                                         counts=counts)[:, 0], y, folds)
         de = source == "de"
         german = best_threshold(probs[de], y[de].astype(bool), True)
         head.meta["language_thresholds"] = json.dumps({"de": [german]})
@@ -327,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         folds = stratified_folds(y, args.folds, args.seed)
         mapped_fires = prototype_scores(annotator, g_pools[tune].astype(np.float32), ASPECTS).max(1) >= 0.5
         head, rep, _ = train_head(
-            "relevance", ["relevant"], g_pools[tune].astype(np.float32), y, folds, grid(), binary_fig, "accuracy", False,
-            {"trained_on": "GermEval 2017 dev tune part (relevance)"}, mapped_fires, np.ones(len(y), bool))
+            "relevance", ["relevant"], g_pools[tune].astype(np.float32), y, folds,
+            with_and_without_text((0.25, 1.0, 4.0, 16.0), LAYER_CHOICES, (False, True), (1.0, 4.0, 16.0)),
+            binary_fig, "accuracy", False, {"trained_on": "GermEval 2017 dev tune part (relevance)"}, mapped_fires,
+            np.ones(len(y), bool), g_counts[tune])
         report["relevance"] = rep
         with_pass(head, annotator).save(args.out / "relevance.safetensors")
         heldout["relevance"] = head
@@ -338,13 +347,15 @@ def main(argv: list[str] | None = None) -> int:
         t_pools = cache.pools("taxonomy-examples", [e for e, _ in examples])
         t_y = np.array([[l.name == a for a in ASPECTS] for _, l in examples])
         pools = np.concatenate([g_pools[tune], t_pools]).astype(np.float32)
+        counts = hashed_counts([d.text for d, t in zip(docs, tune) if t] + [e for e, _ in examples])
         y = np.concatenate([g_asp[tune], t_y]).astype(int)
         folds = np.concatenate([stratified_folds(g_asp[tune].argmax(1) * g_asp[tune].any(1), args.folds, args.seed),
                                 np.full(len(examples), -1)])
         proto = prototype_scores(annotator, pools, ASPECTS) >= 0.5
         head, rep, _ = train_head(
-            "aspects", ASPECTS, pools, y, folds, grid((0.5, 2.0), LAYER_CHOICES[:3]), multilabel_fig(ASPECTS), "micro_f1",
-            False, {"trained_on": "GermEval 2017 dev tune part (mapped categories) + taxonomy examples"}, proto, folds >= 0)
+            "aspects", ASPECTS, pools, y, folds, with_and_without_text((0.5, 2.0), LAYER_CHOICES[:3], (False, True), (0.5, 2.0)),
+            multilabel_fig(ASPECTS), "micro_f1", False,
+            {"trained_on": "GermEval 2017 dev tune part (mapped categories) + taxonomy examples"}, proto, folds >= 0, counts)
         report["aspects"] = rep
         with_pass(head, annotator).save(args.out / "aspects.safetensors")
         heldout["aspects"] = head
@@ -359,10 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             "brand_sentiment", list(SENTIMENTS),
             np.concatenate([g_pools[tune], cache.pools("umsab-val", tweets.texts)]).astype(np.float32), gold,
             stratified_folds([f"{p}{g}" for p, g in zip(parts, gold)], args.folds, args.seed),
-            grid((1.0, 4.0, 16.0), LAYER_CHOICES, balanced=(False,)),
+            with_and_without_text((1.0, 4.0, 16.0), LAYER_CHOICES, (False,), (1.0, 4.0, 16.0)),
             {"trained_on": f"GermEval 2017 dev tune part (document sentiment toward the company) + UMSAB val "
                            f"(8 languages, weight {BRAND_SENTIMENT_TWEET_WEIGHT})", "decision": "argmax"},
-            parts, weight)
+            parts, weight, hashed_counts([d.text for d, t in zip(docs, tune) if t] + list(tweets.texts)))
         report["brand_sentiment"] = rep
         with_pass(head, annotator).save(args.out / "brand_sentiment.safetensors")
         heldout["brand_sentiment"] = head
@@ -384,13 +395,13 @@ def main(argv: list[str] | None = None) -> int:
                              "quality": "not measured: no real labelled intent data exists"}
 
     report["germeval_heldout"] = germeval_heldout(annotator, heldout, docs, g_pools, g_long, heldout_rows,
-                                                  (g_rel, g_comp, g_asp), report.get("germeval_heldout", {}))
+                                                  (g_rel, g_comp, g_asp), report.get("germeval_heldout", {}), g_counts)
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(report.get("germeval_heldout"), indent=2))
     return 0
 
 
-def germeval_heldout(annotator, heads, docs, g_pools, g_long, rows, targets, previous) -> dict:
+def germeval_heldout(annotator, heads, docs, g_pools, g_long, rows, targets, previous, g_counts) -> dict:
     """The final figures (scored once, after selection): one head+tail window, and windows up to LONG_TOKENS."""
     from stimmung.models.evaluate import detected_languages
     from stimmung.models.features import LONG_TOKENS, WINDOW, sentiment_probs
@@ -411,7 +422,7 @@ def germeval_heldout(annotator, heads, docs, g_pools, g_long, rows, targets, pre
                             "complaint": binary_figures(gold["complaint"], baseline["complaint"][:, 0]),
                             "aspects_micro_f1": micro_f1(gold["aspects"], baseline["aspects"])}
         for name, head in heads.items():
-            probs = head.probabilities(pools)
+            probs = head.probabilities(pools, g_counts[rows])  # the whole text's n-grams, whatever the window
             pred = head.decide(probs, languages)
             if name == "brand_sentiment":
                 gold_sentiment = np.array([SENTIMENTS.index(d.sentiment) for d in np.array(docs, dtype=object)[rows]])

@@ -1,0 +1,89 @@
+"""Heads that read the post's character n-grams beside the pools (pure logic, no encoder)."""
+
+import numpy as np
+import pytest
+
+from stimmung.models.heads import Config, HeadSet, LinearHead, fit_head, out_of_fold_logits, stratified_folds
+from stimmung.models.lexical import LexicalFeatures, hashed_counts
+
+FILLERS = ["Die Fahrt nach Köln war heute", "Mein Zug am Morgen war", "Gestern im ICE war es", "Der Regionalexpress war",
+           "Auf der Strecke nach Berlin war es", "Im Großraumwagen war es heute", "Die Verbindung über Hannover war"]
+
+
+def keyword_posts(n: int, seed: int):
+    """Posts whose label is one word (Klimaanlage) and pools that are pure noise: only the text
+    can tell the classes apart."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.4
+    texts = [f"{FILLERS[i % len(FILLERS)]} {'ohne Klimaanlage, viel zu heiß' if label else 'pünktlich und ruhig'} ({i})"
+             for i, label in enumerate(y)]
+    pools = rng.normal(size=(n, 13, 384)).astype(np.float32)
+    return texts, pools, y.astype(int)
+
+
+def test_a_head_that_reads_text_learns_what_the_pools_do_not_carry():
+    texts, pools, y = keyword_posts(300, 0)
+    folds = stratified_folds(y, 5, 17)
+    counts = hashed_counts(texts)
+    pools_only = out_of_fold_logits(pools, y, folds, Config((8, 12), 1.0, True))[:, 0]
+    with_text = out_of_fold_logits(pools, y, folds, Config((8, 12), 1.0, True, 1.0), counts=counts)[:, 0]
+    assert np.mean((pools_only > 0) == y) < 0.7
+    assert np.mean((with_text > 0) == y) > 0.95
+    with pytest.raises(ValueError, match="hashed counts"):
+        out_of_fold_logits(pools, y, folds, Config((8, 12), 1.0, True, 1.0))
+
+
+def test_n_gram_columns_come_only_from_the_training_rows():
+    train = hashed_counts(["Klimaanlage kaputt", "Klimaanlage aus", "Zug pünktlich"])
+    lexical = LexicalFeatures.fit(train, 1.0, min_df=2)
+    unseen = lexical.transform(hashed_counts(["Xylophon Quartett"]))
+    assert unseen.nnz == 0  # n-grams no training row had twice carry no weight
+    seen = lexical.transform(hashed_counts(["Klimaanlage"]))
+    assert seen.nnz > 0 and np.linalg.norm(seen.toarray()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no character n-gram"):
+        LexicalFeatures.fit(hashed_counts(["a b", "c d"]), 1.0, min_df=3)
+
+
+def test_a_lexical_head_file_round_trips_and_refuses_to_run_without_the_text(tmp_path):
+    texts, pools, y = keyword_posts(200, 1)
+    counts = hashed_counts(texts)
+    config = Config((8, 12), 1.0, True, 1.0)
+    folds = stratified_folds(y, 5, 17)
+    logits = out_of_fold_logits(pools, y, folds, config, counts=counts)
+    head = fit_head("heat", ["heat"], pools, y, config, logits, [0.5], {"pass": "p"}, counts=counts)
+    assert head.lexical is not None and head.lexical_weight is not None and head.weight.shape == (1, 768)
+    head.save(tmp_path / "heat.safetensors")
+    loaded = LinearHead.load(tmp_path / "heat.safetensors")
+    assert Config.parse(loaded.meta["config"]) == config
+    new_texts, new_pools, new_y = keyword_posts(50, 2)
+    new_counts = hashed_counts(new_texts)
+    assert np.allclose(loaded.probabilities(new_pools, new_counts), head.probabilities(new_pools, new_counts), atol=2e-2)
+    assert np.mean(loaded.decide(loaded.probabilities(new_pools, new_counts))[:, 0] == new_y) > 0.95
+    with pytest.raises(ValueError, match="reads the text"):
+        loaded.probabilities(new_pools)
+    heads = HeadSet([loaded], "v")
+    assert heads.reads_text
+    with pytest.raises(ValueError, match="pass texts"):
+        heads.predict(new_pools)
+    decided = [p.decided for p in heads.predict(new_pools, texts=new_texts)]
+    assert [bool(d) for d in decided] == new_y.astype(bool).tolist()
+
+
+def test_a_head_file_with_incomplete_lexical_parts_is_refused(tmp_path):
+    texts, pools, y = keyword_posts(100, 3)
+    counts = hashed_counts(texts)
+    config = Config((8, 12), 1.0, True, 1.0)
+    head = fit_head("heat", ["heat"], pools, y, config, np.zeros((100, 1)), [0.5], {}, counts=counts)
+    assert head.lexical is not None
+    head.lexical_weight = np.zeros((1, len(head.lexical.columns) - 1))
+    head.save(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="lexical weights do not match"):
+        LinearHead.load(tmp_path / "bad.safetensors")
+
+
+def test_configurations_are_described_and_parsed_back():
+    for config in (Config((8, 12), 4.0, True), Config((4, 8, 10, 12), 0.25, False, 1.0)):
+        assert Config.parse(config.describe()) == config
+    assert Config.parse("layers=[8, 12] C=4.0 class_weight=balanced") == Config((8, 12), 4.0, True)  # files before n-grams
+    with pytest.raises(ValueError, match="not a head configuration"):
+        Config.parse("C=4")
