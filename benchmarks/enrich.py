@@ -12,7 +12,8 @@ Baseline, same run: each post alone through ``transformers.pipeline("feature-ext
 the same base encoder (the encoder only, no heads: a lower bound on a naive enricher's cost),
 with our token cap (``MAX_TOKENS``, 64: it used to encode up to 512) and the same warm-up.
 Also the default before issue #17 (64 tokens, no trained heads), for that issue's throughput
-target (today's default at >= 0.9x it). Ours skips exact reposts within a micro-batch (one encoder pass per distinct text), which the
+target (today's default at >= 0.9x it); ``--pairs N`` adds N back-to-back pairs of the two in
+alternating order, with the mean and sd of their ratios. Ours skips exact reposts within a micro-batch (one encoder pass per distinct text), which the
 baseline does not: ours is also run on an equally long workload without reposts, so the gain
 from skipping is reported apart from the rest.
 """
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -95,6 +97,10 @@ def main() -> None:
     p.add_argument("--baseline-posts", type=int, default=300)
     p.add_argument("--batch", type=int, default=64, help="micro-batch (the pipeline's enrich_batch_size)")
     p.add_argument("--bucket", type=int, default=16, help="encoder bucket (models.batch_size)")
+    p.add_argument("--pairs", type=int, default=0,
+                   help="then N back-to-back pairs of today's default and the default before issue #17, in "
+                        "alternating order; prints each pair's ratio and their mean and sd (a shared machine's load "
+                        "drifts over the minutes between the single rows above)")
     args = p.parse_args()
     posts = workload(args.posts)
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
@@ -124,6 +130,24 @@ def main() -> None:
     print(f"ours fp32 (default) on {len(distinct)} posts without reposts ({len(set(distinct))} distinct: nothing to "
           f"skip): {json.dumps(no_reposts)}  = {no_reposts['mentions_per_s'] / baseline['mentions_per_s']:.1f}x baseline",
           flush=True)
+
+    def today() -> float:
+        return run_ours(posts, args.batch, args.bucket, "none")["mentions_per_s"]
+
+    def before_17() -> float:
+        return run_ours(posts, args.batch, args.bucket, "none", heads=False, window=64, long_tokens=64)["mentions_per_s"]
+
+    ratios = []
+    for pair in range(args.pairs):
+        if pair % 2 == 0:
+            now, then = today(), before_17()
+        else:
+            then, now = before_17(), today()
+        ratios.append(now / then)
+        print(f"pair {pair + 1}: today's default {now} vs before issue #17 {then} mentions/s = {ratios[-1]:.3f}x", flush=True)
+    if ratios:
+        print(f"today's default / before issue #17 over {len(ratios)} pairs: mean {statistics.mean(ratios):.3f}x, "
+              f"sd {statistics.stdev(ratios) if len(ratios) > 1 else 0.0:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ def score_texts(annotator, texts: list[str], chunk: int = 256, progress=None) ->
     """Run the builtin annotator's shared pass once over ``texts`` (in chunks); heads decide with
     each text's language as the pipeline detects it (some heads have per-language thresholds)."""
     from stimmung.models.features import topic_embeddings
+    from stimmung.models.lexical import hashed_counts
 
     sentiment: list[np.ndarray] = []
     proto: list[np.ndarray] = []
@@ -122,8 +123,9 @@ def score_texts(annotator, texts: list[str], chunk: int = 256, progress=None) ->
         pools = annotator.pools(texts[start:start + chunk])
         sentiment.append(annotator.sentiment_probs(pools))
         proto.append(annotator.topics.scores(topic_embeddings(annotator.encoder, pools)) >= 0.5)
+        counts = hashed_counts(texts[start:start + chunk]) if (annotator.heads and annotator.heads.reads_text) else None
         for head in (annotator.heads.heads if annotator.heads else []):
-            probs = head.probabilities(pools)
+            probs = head.probabilities(pools, counts)
             per_head[head.name][0].append(probs)
             per_head[head.name][1].append(head.decide(probs, detected_languages(texts[start:start + chunk])))
         if progress is not None:

@@ -17,7 +17,8 @@ Data and selection (details and figures in models/README.md):
   exclusive head, decided by the most probable label;
 * sentiment: one temperature, fitted on UMSAB val (which the sentiment layers never trained on).
 
-Each head's configuration (pooled layers, C, class weights) is chosen by stratified k-fold
+Each head's configuration (pooled layers, C, class weights, and whether it reads the post's
+character n-grams beside the pools: lexical.py) is chosen by stratified k-fold
 cross-validation on its training rows only; figures are the mean and sd over the folds, with the
 prototype labels (taxonomy similarity) scored on the same folds as the baseline. Platt maps and
 decision thresholds are fitted on out-of-fold predictions (for each reported fold: on the other
