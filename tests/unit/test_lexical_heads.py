@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stimmung.models.heads import Config, HeadSet, LinearHead, fit_head, out_of_fold_logits, stratified_folds
-from stimmung.models.lexical import LexicalFeatures, hashed_counts
+from stimmung.models.lexical import MAX_CHARS, LexicalFeatures, hashed_counts
 
 FILLERS = ["Die Fahrt nach Köln war heute", "Mein Zug am Morgen war", "Gestern im ICE war es", "Der Regionalexpress war",
            "Auf der Strecke nach Berlin war es", "Im Großraumwagen war es heute", "Die Verbindung über Hannover war"]
@@ -87,3 +87,11 @@ def test_configurations_are_described_and_parsed_back():
     assert Config.parse("layers=[8, 12] C=4.0 class_weight=balanced") == Config((8, 12), 4.0, True)  # files before n-grams
     with pytest.raises(ValueError, match="not a head configuration"):
         Config.parse("C=4")
+
+
+def test_only_a_posts_first_characters_are_hashed():
+    start = "Die Klimaanlage im ICE nach Hamburg war wieder kaputt. " * 40
+    long_post = start + "Xylophon " * 20_000  # a 200,000-character forum dump
+    assert len(start) < MAX_CHARS < len(long_post)
+    counts = hashed_counts([long_post, long_post[:MAX_CHARS]])
+    assert (counts[0] != counts[1]).nnz == 0
