@@ -11,7 +11,7 @@ detector sees).
 
 * ``complaints/train.csv`` (1,736 English customer tweets, gold complaint labels): the complaint
   head was trained on this file, so it is scored out of fold: 10-fold CV with the shipped head's
-  configuration (layers, C, class weights from ``models/heads/train-report.json``), each fold's
+  configuration (layers, C, class weights, n-grams, from ``models/heads/train-report.json``), each fold's
   logits from a model fitted on the other nine folds (GermEval's German rows left out), Platt maps
   and the threshold from the other folds too. The sentiment layers never saw this file.
 * GermEval 2017 held-out part (1,202 German posts, never used for training or selection; weak

@@ -1,14 +1,14 @@
 """The shared pass as features: per-layer mean pools of one e5 pass, with head+tail and windows.
 
 Everything the enricher derives from a post is a *linear* function of mean-pooled hidden states
-of one pass (trunk layers frozen, top layers the fine-tuned sentiment layers: 1-8 and 9-12 by
+of one pass (the trained heads may also read the post's character n-grams: lexical.py) (trunk layers frozen, top layers the fine-tuned sentiment layers: 1-8 and 9-12 by
 default, ``train_sentiment --top-layers`` moves the split):
 
 * sentiment logits = the classifier applied to the mean pool of the last fine-tuned layer;
 * the topic embedding = the topic projection of the normalised pools of the trunk's last layer
   (8 by default) and layer 12;
 * the trained heads (complaint, relevance, aspects, intents, custom labels; see heads.py) are
-  logistic regressions on normalised pools of a few layers.
+  logistic regressions on normalised pools of a few layers (and, for some, the n-grams).
 
 So the pools (``[texts, 13, 384]``: the embedding output and the 12 layers) are the pass's
 cacheable point: training heads and evaluating them never re-runs the encoder, and long posts

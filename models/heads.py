@@ -10,9 +10,11 @@ positive) normalises its calibrated probabilities to sum to one and decides the 
 
 A head may also read the text itself: character n-gram TF-IDF features (lexical.py) beside
 the pools, weighted by the head's ``lexical`` scale; the choice is made by cross-validation like
-the rest of the configuration. A head costs one small matrix product per batch, so every head together adds well under 1 %
-to the encoder pass. Files are safetensors (fp16 weights; labels, layers, calibration and the
-training figures in the metadata), found by the enricher in ``models/heads/`` (builtin) and in
+the rest of the configuration. A pools-only head costs one small matrix product per batch; the
+n-grams add one hashing pass per batch (shared by all heads) and a sparse product per head:
+together about 0.35 ms per post, 3-4 % of the encoder pass (benchmarks/RESULTS.md).
+Files are safetensors (fp16 weights; labels, layers, calibration and the training figures in
+the metadata), found by the enricher in ``models/heads/`` (builtin) and in
 the operator's custom heads directory (``stimmung models train-labels``).
 """
 
@@ -65,6 +67,8 @@ class LinearHead:
         if self.lexical is not None and self.lexical_weight is not None:
             if counts is None:
                 raise ValueError(f"head {self.name} reads the text beside the pools: pass the posts' hashed counts")
+            if counts.shape[0] != len(pools):
+                raise ValueError(f"head {self.name}: {counts.shape[0]} texts for {len(pools)} pooled posts")
             z = z + np.asarray(self.lexical.transform(counts) @ self.lexical_weight.T)
         return z
 
@@ -125,29 +129,52 @@ class LinearHead:
 
     @classmethod
     def load(cls, path: Path) -> "LinearHead":
-        from safetensors import safe_open
+        """A head file, checked whole: a damaged or incomplete file is refused here with a ValueError
+        naming it, never loaded to fail (or worse, score differently) on the stream later."""
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), "np") as fh:
-            meta = dict(fh.metadata() or {})
-            t = {k: fh.get_tensor(k) if k == "lexical_columns" else fh.get_tensor(k).astype(np.float32) for k in fh.keys()}
+        try:
+            with safe_open(str(path), "np") as fh:
+                meta = dict(fh.metadata() or {})
+                t = {k: fh.get_tensor(k) for k in fh.keys()}
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{path} is not a readable head file ({err})") from None
         try:
             name, labels, layers = meta.pop("name"), json.loads(meta.pop("labels")), tuple(json.loads(meta.pop("layers")))
         except (KeyError, ValueError) as err:
             raise ValueError(f"{path} is not a head file (metadata: {err})") from None
-        if t["weight"].shape[0] != len(labels):
-            raise ValueError(f"{path}: {t['weight'].shape[0]} weight rows for {len(labels)} labels")
-        lexical = None
-        if "lexical_columns" in t:
-            try:
-                lexical = LexicalFeatures(t["lexical_columns"].astype(np.int64), t["lexical_idf"].astype(np.float64),
-                                          float(meta["lexical_scale"]))
-            except (KeyError, ValueError) as err:
-                raise ValueError(f"{path}: incomplete lexical features ({err})") from None
-            if t.get("lexical_weight") is None or t["lexical_weight"].shape != (len(labels), len(lexical.columns)):
-                raise ValueError(f"{path}: lexical weights do not match "
-                                 f"{len(labels)} labels x {len(lexical.columns)} columns")
-        return cls(name, labels, layers, t["weight"], t["bias"], t["platt"], t["thresholds"], meta,
-                   lexical, t.get("lexical_weight"))
+        missing = [k for k in ("weight", "bias", "platt", "thresholds") if k not in t]
+        if missing:
+            raise ValueError(f"{path} is not a head file (missing tensors: {', '.join(missing)})")
+        weight, bias, platt, thresholds = (t[k].astype(np.float32) for k in ("weight", "bias", "platt", "thresholds"))
+        if weight.ndim != 2 or weight.shape[0] != len(labels) or bias.shape != (len(labels),):
+            raise ValueError(f"{path}: weights {weight.shape} and bias {bias.shape} do not fit {len(labels)} labels")
+        reads_text = Config.parse(meta["config"]).lexical > 0 if "config" in meta else "lexical_columns" in t
+        return cls(name, labels, layers, weight, bias, platt, thresholds, meta,
+                   *(_lexical_parts(path, t, meta, len(labels)) if reads_text else (None, None)))
+
+
+def _lexical_parts(path: Path, t: dict, meta: dict, labels: int) -> tuple[LexicalFeatures, np.ndarray]:
+    """A text-reading head's n-gram columns, idf and weights, all present and consistent."""
+    from stimmung.models.lexical import N_FEATURES
+
+    missing = [k for k in ("lexical_columns", "lexical_idf", "lexical_weight") if k not in t]
+    if missing or "lexical_scale" not in meta:
+        raise ValueError(f"{path}: the head reads n-grams but its file lacks {', '.join(missing) or 'lexical_scale'}")
+    columns, idf, weight = t["lexical_columns"], t["lexical_idf"].astype(np.float64), t["lexical_weight"].astype(np.float32)
+    try:
+        scale = float(meta["lexical_scale"])
+    except ValueError:
+        scale = float("nan")
+    if not (columns.ndim == 1 and np.issubdtype(columns.dtype, np.integer) and len(columns)
+            and 0 <= columns.min() and columns.max() < N_FEATURES):
+        raise ValueError(f"{path}: lexical columns must be a list of hashed columns in [0, {N_FEATURES})")
+    if idf.shape != columns.shape or not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"{path}: lexical idf {idf.shape} or scale {meta['lexical_scale']!r} does not fit "
+                         f"{len(columns)} columns")
+    if weight.shape != (labels, len(columns)):
+        raise ValueError(f"{path}: lexical weights do not match {labels} labels x {len(columns)} columns")
+    return LexicalFeatures(columns.astype(np.int64), idf, scale), weight
 
 
 # ---- fitting -------------------------------------------------------------------------------
@@ -214,6 +241,16 @@ def best_threshold(probs: np.ndarray, gold: np.ndarray, macro: bool = False) -> 
     best = (-1.0, 0.5)
     for t in np.arange(0.05, 0.951, 0.025):
         f = binary_figures(gold, probs >= t)["macro_f1" if macro else "f1"]
+        if f > best[0]:
+            best = (f, round(float(t), 3))
+    return best[1]
+
+
+def best_shared_threshold(probs: np.ndarray, gold: np.ndarray) -> float:
+    """One calibrated-probability threshold for every label of a multi-label head: the best micro-F1."""
+    best = (-1.0, 0.5)
+    for t in np.arange(0.05, 0.951, 0.025):
+        f = micro_f1(gold.astype(bool), probs >= t)
         if f > best[0]:
             best = (f, round(float(t), 3))
     return best[1]

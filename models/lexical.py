@@ -26,8 +26,10 @@ NGRAMS = (2, 5)
 # a bound on the cost (hashing is linear in the text; a mention may carry up to 100,000 characters).
 # No training text of ours is longer (GermEval's longest is 1,010).
 MAX_CHARS = 3000
-# The n-gram block's weight beside the pools (each block is L2-normalised). Chosen by CV on
-# GermEval tune: 1.0 beat 2.0 for relevance, German complaints and aspects.
+# The n-gram block's weight beside the pools. The n-gram block is L2-normalised; the pools are
+# normalised per layer, so their block's norm is the square root of the head's layer count, and
+# the n-grams weigh relatively less in a head that reads more layers. Chosen by CV on GermEval
+# tune: 1.0 beat 2.0 for relevance, German complaints and aspects.
 LEXICAL_SCALE = 1.0
 
 
@@ -45,7 +47,7 @@ def hashed_counts(texts: Sequence[str]) -> sp.csr_matrix:
 class LexicalFeatures:
     columns: np.ndarray  # [K] hashed columns kept (ascending)
     idf: np.ndarray  # [K]
-    scale: float  # the weight of these features beside the pools (each block is L2-normalised)
+    scale: float  # the weight of the (L2-normalised) n-gram block beside the per-layer normalised pools
 
     @classmethod
     def fit(cls, counts: sp.csr_matrix, scale: float, min_df: int = 2) -> "LexicalFeatures":

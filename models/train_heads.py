@@ -40,6 +40,7 @@ import numpy as np
 
 from stimmung.models.heads import (
     Config,
+    best_shared_threshold,
     best_threshold,
     binary_figures,
     cross_validated_platt,
@@ -184,7 +185,7 @@ def train_head(name, labels, pools, y, folds, configs, figure, criterion, macro,
     """Select by CV, report CV figures (head and prototype baseline), fit the final head.
     ``counts``: the rows' hashed n-gram counts (lexical configurations read them).
 
-    Returns (head, report, out-of-fold predictions of the chosen config)."""
+    Returns (head, report, out-of-fold predictions and out-of-fold logits of the chosen config)."""
     y = y.reshape(len(y), -1).astype(int)
     config, logits, grid_scores = cross_validate(pools, y, folds, configs, figure, criterion, macro, eval_rows, counts)
     probs, pred = calibrated_predictions(logits, y, folds, macro)
@@ -195,7 +196,29 @@ def train_head(name, labels, pools, y, folds, configs, figure, criterion, macro,
               "cv_ece": {label: expected_calibration_error(probs[rows, j], y[rows, j]) for j, label in enumerate(labels)}}
     thresholds = [best_threshold(probs[rows, j], y[rows, j].astype(bool), macro) for j in range(len(labels))]
     head = fit_head(name, labels, pools, y, config, logits, thresholds, meta, counts=counts)
-    return head, report, pred
+    return head, report, pred, logits
+
+
+def choose_aspect_thresholds(head, report, logits, y, folds) -> None:
+    """Per-label thresholds (each label's best F1) or one shared threshold (the best micro-F1, the
+    aspects' measure), whichever has the better CV micro-F1; each fold's thresholds are chosen on
+    the other folds' out-of-fold probabilities. Rare labels' own thresholds are fitted on a few
+    dozen positives; the shared one on all of them."""
+    probs, per_label = calibrated_predictions(logits, y, folds, False)
+    rows = folds >= 0
+    shared = np.zeros_like(per_label)
+    for fold in np.unique(folds[rows]):
+        rest = rows & (folds != fold)
+        shared[folds == fold] = probs[folds == fold] >= best_shared_threshold(probs[rest], y[rest])
+    figure = multilabel_fig(head.labels)
+    cv = {"per_label": fold_figures(y, per_label, folds, rows, figure), "shared": fold_figures(y, shared, folds, rows, figure)}
+    chosen = max(cv, key=lambda k: cv[k]["micro_f1"]["mean"])
+    report["thresholds_chosen"] = {"chosen": chosen, "cv_micro_f1": {k: v["micro_f1"] for k, v in cv.items()}}
+    if chosen == "shared":
+        head.thresholds = np.full(len(head.labels), best_shared_threshold(probs[rows], y[rows]))
+        report["cv"]["head"] = cv["shared"]
+    report["thresholds"] = dict(zip(head.labels, np.asarray(head.thresholds).round(3).tolist()))
+    log.info("aspect thresholds: %s", json.dumps(report["thresholds_chosen"]))
 
 
 def with_pass(head, annotator):
@@ -304,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         source = np.array(["en"] * len(rows) + ["de"] * int(tune.sum()))
         folds = stratified_folds([f"{s}{v}" for s, v in zip(source, y)], args.folds, args.seed)
         proto = prototype_scores(annotator, pools, ["complaint"]) >= 0.5
-        head, rep, pred = train_head(
+        head, rep, pred, logits = train_head(
             "complaint", ["complaint"], pools, y, folds, with_and_without_text((0.25, 1.0, 4.0, 16.0), LAYER_CHOICES,
                                                                               (False, True), (1.0, 4.0, 16.0)),
             binary_fig, "macro_f1", True,
@@ -316,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         # German posts get their own threshold (their calibrated probabilities run lower: weak labels,
         # a minority of the rows), chosen like the global one on out-of-fold probabilities of the
         # German rows only; GermEval held-out stays unseen.
-        probs = cross_validated_platt(out_of_fold_logits(pools, y.reshape(-1, 1), folds, Config.parse(head.meta["config"]),
-                                                         counts=counts)[:, 0], y, folds)
+        probs = cross_validated_platt(logits[:, 0], y, folds)  # the chosen configuration's out-of-fold logits
         de = source == "de"
         german = best_threshold(probs[de], y[de].astype(bool), True)
         head.meta["language_thresholds"] = json.dumps({"de": [german]})
@@ -334,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         y = g_rel[tune].astype(int)
         folds = stratified_folds(y, args.folds, args.seed)
         mapped_fires = prototype_scores(annotator, g_pools[tune].astype(np.float32), ASPECTS).max(1) >= 0.5
-        head, rep, _ = train_head(
+        head, rep, _, _ = train_head(
             "relevance", ["relevant"], g_pools[tune].astype(np.float32), y, folds,
             with_and_without_text((0.25, 1.0, 4.0, 16.0), LAYER_CHOICES, (False, True), (1.0, 4.0, 16.0)),
             binary_fig, "accuracy", False, {"trained_on": "GermEval 2017 dev tune part (relevance)"}, mapped_fires,
@@ -353,10 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         folds = np.concatenate([stratified_folds(g_asp[tune].argmax(1) * g_asp[tune].any(1), args.folds, args.seed),
                                 np.full(len(examples), -1)])
         proto = prototype_scores(annotator, pools, ASPECTS) >= 0.5
-        head, rep, _ = train_head(
+        head, rep, _, logits = train_head(
             "aspects", ASPECTS, pools, y, folds, with_and_without_text((0.5, 2.0), LAYER_CHOICES[:3], (False, True), (0.5, 2.0)),
             multilabel_fig(ASPECTS), "micro_f1", False,
             {"trained_on": "GermEval 2017 dev tune part (mapped categories) + taxonomy examples"}, proto, folds >= 0, counts)
+        choose_aspect_thresholds(head, rep, logits, y, folds)
         report["aspects"] = rep
         with_pass(head, annotator).save(args.out / "aspects.safetensors")
         heldout["aspects"] = head

@@ -152,6 +152,13 @@ async def serve(app: web.Application, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            # a second signal during the drain below ends the process the default way
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        # no new pushes routed here while the ones in flight finish
+        HEALTH.set_ready("kafka", False, "shutting down")
     finally:
         await runner.cleanup()

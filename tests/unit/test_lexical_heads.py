@@ -1,5 +1,7 @@
 """Heads that read the post's character n-grams beside the pools (pure logic, no encoder)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -69,16 +71,45 @@ def test_a_lexical_head_file_round_trips_and_refuses_to_run_without_the_text(tmp
     assert [bool(d) for d in decided] == new_y.astype(bool).tolist()
 
 
-def test_a_head_file_with_incomplete_lexical_parts_is_refused(tmp_path):
+def test_a_damaged_or_incomplete_head_file_is_refused_when_loaded(tmp_path):
     texts, pools, y = keyword_posts(100, 3)
     counts = hashed_counts(texts)
     config = Config((8, 12), 1.0, True, 1.0)
-    head = fit_head("heat", ["heat"], pools, y, config, np.zeros((100, 1)), [0.5], {}, counts=counts)
-    assert head.lexical is not None
-    head.lexical_weight = np.zeros((1, len(head.lexical.columns) - 1))
-    head.save(tmp_path / "bad.safetensors")
-    with pytest.raises(ValueError, match="lexical weights do not match"):
-        LinearHead.load(tmp_path / "bad.safetensors")
+
+    def saved(name: str, change) -> Path:
+        head = fit_head("heat", ["heat"], pools, y, config, np.zeros((100, 1)), [0.5], {}, counts=counts)
+        change(head)
+        head.save(tmp_path / name)
+        return tmp_path / name
+
+    def drop_ngrams(head):  # the configuration still says the head reads n-grams
+        head.lexical, head.lexical_weight = None, None
+
+    def short_idf(head):
+        head.lexical.idf = head.lexical.idf[:-1]
+
+    def column_out_of_range(head):
+        head.lexical.columns = head.lexical.columns.copy()
+        head.lexical.columns[-1] = 2**20
+
+    def fewer_weights(head):
+        head.lexical_weight = np.zeros((1, len(head.lexical.columns) - 1))
+
+    cases = {"stripped.safetensors": (drop_ngrams, "lacks lexical_columns"),
+             "idf.safetensors": (short_idf, "idf"),
+             "range.safetensors": (column_out_of_range, "hashed columns"),
+             "weights.safetensors": (fewer_weights, "lexical weights do not match")}
+    for name, (change, message) in cases.items():
+        with pytest.raises(ValueError, match=message):
+            LinearHead.load(saved(name, change))
+    good = saved("good.safetensors", lambda head: None)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="not a readable head file"):
+        LinearHead.load(truncated)
+    head = LinearHead.load(good)
+    with pytest.raises(ValueError, match="1 texts for 100 pooled posts"):
+        head.probabilities(pools, hashed_counts(texts[:1]))
 
 
 def test_configurations_are_described_and_parsed_back():

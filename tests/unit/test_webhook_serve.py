@@ -41,7 +41,8 @@ def test_ready_is_set_only_after_the_port_accepts_and_sigterm_stops_the_receiver
     real_set_ready = HEALTH.set_ready
 
     def recording_set_ready(check: str, ok: bool, detail: str = "") -> None:
-        port_open_when["ready"] = port_accepts(port)
+        if ok:
+            port_open_when["ready"] = port_accepts(port)
         real_set_ready(check, ok, detail)
 
     monkeypatch.setattr(HEALTH, "set_ready", recording_set_ready)
@@ -53,12 +54,13 @@ def test_ready_is_set_only_after_the_port_accepts_and_sigterm_stops_the_receiver
             if "ready" in port_open_when:
                 break
             await asyncio.sleep(0.05)
-        assert not task.done()
+        assert "ready" in port_open_when and not task.done()  # else SIGTERM would find no handler and end pytest
         os.kill(os.getpid(), signal.SIGTERM)  # the handler serve installed turns it into a graceful stop
         await asyncio.wait_for(task, timeout=10)
 
     try:
         asyncio.run(scenario())
+        assert HEALTH.readiness()[1]["checks"]["kafka"] == {"ok": False, "detail": "shutting down"}
     finally:
         HEALTH.checks.pop("kafka", None)
     assert port_open_when == {"startup": False, "ready": True}
