@@ -126,3 +126,24 @@ def test_only_a_posts_first_characters_are_hashed():
     assert len(start) < MAX_CHARS < len(long_post)
     counts = hashed_counts([long_post, long_post[:MAX_CHARS]])
     assert (counts[0] != counts[1]).nnz == 0
+
+
+def test_kept_columns_equal_scipys_column_selection():
+    texts = ["Klimaanlage kaputt", "", "Zug pünktlich, danke", "Xylophon", "Klimaanlage aus, Zug spät"]
+    train = hashed_counts(texts[:3] + texts[4:])
+    lexical = LexicalFeatures.fit(train, 1.0, min_df=1)
+    counts = hashed_counts(texts)  # with an empty post and one whose n-grams were never seen
+    kept = lexical.kept(counts)
+    assert kept.shape == (5, len(lexical.columns))
+    assert (kept != counts[:, lexical.columns]).nnz == 0
+    assert kept[1].nnz == 0 and kept[0].nnz > 0
+
+
+def test_the_transform_is_scikit_learns_sublinear_tfidf():
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    texts = ["Klimaanlage kaputt kaputt kaputt", "Zug pünktlich, danke", "", "Klimaanlage aus, Zug spät"]
+    counts = hashed_counts(texts)
+    lexical = LexicalFeatures.fit(counts, 0.7, min_df=1)
+    reference = TfidfTransformer(sublinear_tf=True).fit(counts[:, lexical.columns]).transform(counts[:, lexical.columns])
+    assert np.allclose(lexical.transform(counts).toarray(), 0.7 * reference.toarray())
