@@ -1,8 +1,9 @@
 """The shared pass as features: per-layer mean pools of one e5 pass, with head+tail and windows.
 
-Everything the enricher derives from a post is a *linear* function of mean-pooled hidden states
-of one pass (the trained heads may also read the post's character n-grams: lexical.py) (trunk layers frozen, top layers the fine-tuned sentiment layers: 1-8 and 9-12 by
-default, ``train_sentiment --top-layers`` moves the split):
+Everything the enricher derives from the encoder is a *linear* function of mean-pooled hidden
+states of one pass (trunk layers frozen, top layers the fine-tuned sentiment layers: 1-8 and 9-12
+by default, ``train_sentiment --top-layers`` moves the split); some trained heads also read the
+post's character n-grams (lexical.py):
 
 * sentiment logits = the classifier applied to the mean pool of the last fine-tuned layer;
 * the topic embedding = the topic projection of the normalised pools of the trunk's last layer

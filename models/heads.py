@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -117,13 +117,13 @@ class LinearHead:
                    "bias": torch.from_numpy(np.asarray(self.bias, dtype=np.float32)),
                    "platt": torch.from_numpy(np.asarray(self.platt, dtype=np.float32)),
                    "thresholds": torch.from_numpy(np.asarray(self.thresholds, dtype=np.float32))}
+        meta = {"name": self.name, "labels": json.dumps(self.labels), "layers": json.dumps(list(self.layers)),
+                **{k: v if isinstance(v, str) else json.dumps(v) for k, v in self.meta.items()}}
         if self.lexical is not None and self.lexical_weight is not None:
             tensors.update({"lexical_columns": torch.from_numpy(np.asarray(self.lexical.columns, dtype=np.int64)),
                             "lexical_idf": torch.from_numpy(np.asarray(self.lexical.idf, dtype=np.float32)),
                             "lexical_weight": torch.from_numpy(np.asarray(self.lexical_weight, dtype=np.float16))})
-            self.meta["lexical_scale"] = str(self.lexical.scale)
-        meta = {"name": self.name, "labels": json.dumps(self.labels), "layers": json.dumps(list(self.layers)),
-                **{k: v if isinstance(v, str) else json.dumps(v) for k, v in self.meta.items()}}
+            meta["lexical_scale"] = str(self.lexical.scale)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
 
@@ -149,7 +149,10 @@ class LinearHead:
         weight, bias, platt, thresholds = (t[k].astype(np.float32) for k in ("weight", "bias", "platt", "thresholds"))
         if weight.ndim != 2 or weight.shape[0] != len(labels) or bias.shape != (len(labels),):
             raise ValueError(f"{path}: weights {weight.shape} and bias {bias.shape} do not fit {len(labels)} labels")
-        reads_text = Config.parse(meta["config"]).lexical > 0 if "config" in meta else "lexical_columns" in t
+        try:
+            reads_text = Config.parse(meta["config"]).lexical > 0 if "config" in meta else "lexical_columns" in t
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
         return cls(name, labels, layers, weight, bias, platt, thresholds, meta,
                    *(_lexical_parts(path, t, meta, len(labels)) if reads_text else (None, None)))
 
@@ -167,8 +170,9 @@ def _lexical_parts(path: Path, t: dict, meta: dict, labels: int) -> tuple[Lexica
     except ValueError:
         scale = float("nan")
     if not (columns.ndim == 1 and np.issubdtype(columns.dtype, np.integer) and len(columns)
-            and 0 <= columns.min() and columns.max() < N_FEATURES):
-        raise ValueError(f"{path}: lexical columns must be a list of hashed columns in [0, {N_FEATURES})")
+            and 0 <= columns.min() and columns.max() < N_FEATURES and np.all(np.diff(columns) > 0)):
+        # ascending and distinct: LexicalFeatures.kept finds columns by binary search
+        raise ValueError(f"{path}: lexical columns must be ascending hashed columns in [0, {N_FEATURES})")
     if idf.shape != columns.shape or not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"{path}: lexical idf {idf.shape} or scale {meta['lexical_scale']!r} does not fit "
                          f"{len(columns)} columns")
@@ -236,24 +240,24 @@ def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int = 
     return round(100 * total / max(1, len(gold)), 2)
 
 
-def best_threshold(probs: np.ndarray, gold: np.ndarray, macro: bool = False) -> float:
-    """The calibrated-probability threshold with the best F1 (or macro-F1 over both classes)."""
+def _best_on_grid(score: Callable[[float], float]) -> float:
+    """The calibrated-probability threshold, on a 0.025 grid from 0.05 to 0.95, with the best score."""
     best = (-1.0, 0.5)
     for t in np.arange(0.05, 0.951, 0.025):
-        f = binary_figures(gold, probs >= t)["macro_f1" if macro else "f1"]
+        f = score(t)
         if f > best[0]:
             best = (f, round(float(t), 3))
     return best[1]
+
+
+def best_threshold(probs: np.ndarray, gold: np.ndarray, macro: bool = False) -> float:
+    """The calibrated-probability threshold with the best F1 (or macro-F1 over both classes)."""
+    return _best_on_grid(lambda t: binary_figures(gold, probs >= t)["macro_f1" if macro else "f1"])
 
 
 def best_shared_threshold(probs: np.ndarray, gold: np.ndarray) -> float:
     """One calibrated-probability threshold for every label of a multi-label head: the best micro-F1."""
-    best = (-1.0, 0.5)
-    for t in np.arange(0.05, 0.951, 0.025):
-        f = micro_f1(gold.astype(bool), probs >= t)
-        if f > best[0]:
-            best = (f, round(float(t), 3))
-    return best[1]
+    return _best_on_grid(lambda t: micro_f1(gold.astype(bool), probs >= t))
 
 
 def binary_figures(gold: ArrayLike, pred: ArrayLike) -> dict:
@@ -357,7 +361,7 @@ def fit_head(name: str, labels: list[str], pools: np.ndarray, y: np.ndarray, con
         biases.append(b)
         platt.append(fit_platt(oof_logits[:, j], y[:, j]))
     weight = np.array(weights, dtype=np.float32)
-    pooled = normalized(pools[:1], config.layers).shape[1]  # the first columns are the pools', the rest the n-grams'
+    pooled = pools.shape[-1] * len(config.layers)  # the first columns are the pools', the rest the n-grams'
     return LinearHead(name, labels, config.layers, weight[:, :pooled], np.array(biases, dtype=np.float32),
                       np.array(platt), np.asarray(thresholds, dtype=np.float64), dict(meta, config=config.describe()),
                       lexical, weight[:, pooled:] if lexical is not None else None)

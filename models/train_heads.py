@@ -255,6 +255,7 @@ def germeval_targets(docs):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import scipy.sparse as sp
     import torch
 
     from stimmung.models.annotators import E5Annotator
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_complaints(args.data / "complaints" / "train.csv")
         c_pools = cache.pools("complaints-train", [r.text for r in rows])
         pools = np.concatenate([c_pools, g_pools[tune]]).astype(np.float32)
-        counts = hashed_counts([r.text for r in rows] + [d.text for d, t in zip(docs, tune) if t])
+        counts = sp.vstack([hashed_counts([r.text for r in rows]), g_counts[tune]]).tocsr()
         y = np.concatenate([[r.complaint for r in rows], g_comp[tune]]).astype(int)
         source = np.array(["en"] * len(rows) + ["de"] * int(tune.sum()))
         folds = stratified_folds([f"{s}{v}" for s, v in zip(source, y)], args.folds, args.seed)
@@ -370,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         t_pools = cache.pools("taxonomy-examples", [e for e, _ in examples])
         t_y = np.array([[l.name == a for a in ASPECTS] for _, l in examples])
         pools = np.concatenate([g_pools[tune], t_pools]).astype(np.float32)
-        counts = hashed_counts([d.text for d, t in zip(docs, tune) if t] + [e for e, _ in examples])
+        counts = sp.vstack([g_counts[tune], hashed_counts([e for e, _ in examples])]).tocsr()
         y = np.concatenate([g_asp[tune], t_y]).astype(int)
         folds = np.concatenate([stratified_folds(g_asp[tune].argmax(1) * g_asp[tune].any(1), args.folds, args.seed),
                                 np.full(len(examples), -1)])
@@ -397,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             with_and_without_text((1.0, 4.0, 16.0), LAYER_CHOICES, (False,), (1.0, 4.0, 16.0)),
             {"trained_on": f"GermEval 2017 dev tune part (document sentiment toward the company) + UMSAB val "
                            f"(8 languages, weight {BRAND_SENTIMENT_TWEET_WEIGHT})", "decision": "argmax"},
-            parts, weight, hashed_counts([d.text for d, t in zip(docs, tune) if t] + list(tweets.texts)))
+            parts, weight, sp.vstack([g_counts[tune], hashed_counts(tweets.texts)]).tocsr())
         report["brand_sentiment"] = rep
         with_pass(head, annotator).save(args.out / "brand_sentiment.safetensors")
         heldout["brand_sentiment"] = head

@@ -92,12 +92,16 @@ def test_a_damaged_or_incomplete_head_file_is_refused_when_loaded(tmp_path):
         head.lexical.columns = head.lexical.columns.copy()
         head.lexical.columns[-1] = 2**20
 
+    def unsorted_columns(head):  # kept() finds columns by binary search
+        head.lexical.columns = head.lexical.columns[::-1].copy()
+
     def fewer_weights(head):
         head.lexical_weight = np.zeros((1, len(head.lexical.columns) - 1))
 
     cases = {"stripped.safetensors": (drop_ngrams, "lacks lexical_columns"),
              "idf.safetensors": (short_idf, "idf"),
              "range.safetensors": (column_out_of_range, "hashed columns"),
+             "unsorted.safetensors": (unsorted_columns, "ascending"),
              "weights.safetensors": (fewer_weights, "lexical weights do not match")}
     for name, (change, message) in cases.items():
         with pytest.raises(ValueError, match=message):
