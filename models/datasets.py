@@ -10,14 +10,37 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 LABELS = ("negative", "neutral", "positive")
 
 
 class DatasetError(ValueError):
     pass
+
+
+def _text_of(path: Path) -> str:
+    """The file's text as UTF-8 (a byte-order mark, as Excel writes, is dropped); anything else is a
+    DatasetError naming the line of the first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); save the file as UTF-8") from None
+
+
+def _header(path: Path, reader: csv.DictReader, wanted: Sequence[str], separator: str) -> None:
+    if reader.fieldnames is None:
+        raise DatasetError(f"{path}: empty file (expected a header line with {separator}-separated columns "
+                           f"{', '.join(wanted)})")
+    missing = [c for c in wanted if c not in reader.fieldnames]
+    if missing:
+        raise DatasetError(f"{path}:1: missing column(s) {missing}; header is {reader.fieldnames} "
+                           f"(columns must be {separator}-separated)")
 
 
 @dataclass
@@ -31,8 +54,8 @@ def _read_pair(text_file: Path, label_file: Path, language: str) -> Split:
     for f in (text_file, label_file):
         if not f.is_file():
             raise DatasetError(f"missing file {f}")
-    texts = text_file.read_text(encoding="utf-8").split("\n")
-    labels_raw = label_file.read_text(encoding="utf-8").split("\n")
+    texts = _text_of(text_file).split("\n")
+    labels_raw = _text_of(label_file).split("\n")
     if texts and texts[-1] == "":
         texts.pop()
     if labels_raw and labels_raw[-1] == "":
@@ -86,23 +109,26 @@ def read_germeval(path: Path) -> list[GermEvalDoc]:
     if not path.is_file():
         raise DatasetError(f"missing file {path}")
     docs: dict[tuple[str, str], GermEvalDoc] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = [c for c in GERMEVAL_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
-        for n, row in enumerate(reader, 2):
-            relevance = (row["relevance"] or "").strip().lower()
-            sentiment = (row["sentiment"] or "").strip().lower()
-            if relevance not in ("true", "false"):
-                raise DatasetError(f"{path}:{n}: relevance {row['relevance']!r} is not true/false")
-            if sentiment not in LABELS:
-                raise DatasetError(f"{path}:{n}: sentiment {row['sentiment']!r} is not one of {LABELS}")
-            key = (row["id"], row["text"])
-            doc = docs.setdefault(key, GermEvalDoc(row["id"], row["text"] or "", relevance == "true", sentiment))
-            category = (row["category"] or "").strip()
-            if category:
-                doc.categories.add(category.split("#", 1)[0])
+    reader = csv.DictReader(io.StringIO(_text_of(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    _header(path, reader, GERMEVAL_COLUMNS, "tab")
+    for row in reader:
+        n = reader.line_num
+        if any(row[c] is None for c in GERMEVAL_COLUMNS):
+            found = sum(v is not None for k, v in row.items() if k is not None)
+            raise DatasetError(f"{path}:{n}: expected {len(reader.fieldnames or [])} tab-separated columns, found {found}")
+        relevance = row["relevance"].strip().lower()
+        sentiment = row["sentiment"].strip().lower()
+        if relevance not in ("true", "false"):
+            raise DatasetError(f"{path}:{n}: relevance {row['relevance']!r} is not true/false")
+        if sentiment not in LABELS:
+            raise DatasetError(f"{path}:{n}: sentiment {row['sentiment']!r} is not one of {LABELS}")
+        key = (row["id"], row["text"])
+        doc = docs.setdefault(key, GermEvalDoc(row["id"], row["text"], relevance == "true", sentiment))
+        category = row["category"].strip()
+        if category:
+            doc.categories.add(category.split("#", 1)[0])
+    if not docs:
+        raise DatasetError(f"{path}: no rows")
     return list(docs.values())
 
 
@@ -123,7 +149,7 @@ def read_topic_jsonl(path: Path) -> list[TopicExample]:
     if not path.is_file():
         raise DatasetError(f"missing file {path}")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_text_of(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -153,24 +179,21 @@ def read_complaints(path: Path) -> list[ComplaintRow]:
     if not path.is_file():
         raise DatasetError(f"missing file {path}")
     out = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("id", "text", "complaint") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{path}:1: missing column(s) {missing}; header is {reader.fieldnames}")
-        try:
-            for row in reader:
-                line = reader.line_num
-                if None in row or any(row.get(c) is None for c in ("id", "text", "complaint")):
-                    raise DatasetError(f"{path}:{line}: expected {len(reader.fieldnames or [])} columns")
-                flag = row["complaint"].strip().lower()
-                if flag not in ("0", "1", "true", "false"):
-                    raise DatasetError(f"{path}:{line}: complaint {row['complaint']!r} is not 0/1 or true/false")
-                if not row["text"].strip():
-                    raise DatasetError(f"{path}:{line}: empty text")
-                out.append(ComplaintRow(row["id"], row["text"], flag in ("1", "true"), (row.get("domain") or "").strip()))
-        except csv.Error as err:
-            raise DatasetError(f"{path}:{reader.line_num}: {err}") from None
+    reader = csv.DictReader(io.StringIO(_text_of(path), newline=""))
+    _header(path, reader, ("id", "text", "complaint"), "comma")
+    try:
+        for row in reader:
+            line = reader.line_num
+            if None in row or any(row.get(c) is None for c in ("id", "text", "complaint")):
+                raise DatasetError(f"{path}:{line}: expected {len(reader.fieldnames or [])} columns")
+            flag = row["complaint"].strip().lower()
+            if flag not in ("0", "1", "true", "false"):
+                raise DatasetError(f"{path}:{line}: complaint {row['complaint']!r} is not 0/1 or true/false")
+            if not row["text"].strip():
+                raise DatasetError(f"{path}:{line}: empty text")
+            out.append(ComplaintRow(row["id"], row["text"], flag in ("1", "true"), (row.get("domain") or "").strip()))
+    except csv.Error as err:
+        raise DatasetError(f"{path}:{reader.line_num}: {err}") from None
     if not out:
         raise DatasetError(f"{path}: no rows")
     return out

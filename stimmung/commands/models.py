@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import click
 
 from stimmung.commands.common import Context, fail
+
+# a custom head's name becomes a file name in the heads directory: no separators, no "..", no dot files
+HEAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 @click.group()
@@ -138,6 +142,9 @@ def models_evaluate_germeval(obj: Context, tsv: Path, part: str, as_json: bool) 
         docs = read_germeval(tsv)
     except DatasetError as err:
         fail(str(err))
+    if not germeval_select(docs, part):
+        fail(f"{tsv}: none of its {len(docs)} documents is in the {part!r} part of our GermEval carve-out "
+             "(models/README.md); pass --part all to score a file that is entirely held out")
     annotator = _annotator(obj, True, True, heads=True)
     result = evaluate_germeval(docs, _scored(annotator, [d.text for d in germeval_select(docs, part)]), part)
     if as_json:
@@ -196,18 +203,26 @@ def models_evaluate_complaints(obj: Context, csv_file: Path, as_json: bool) -> N
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def models_train_labels(obj: Context, jsonl: Path, name: str | None, min_examples: int, as_json: bool) -> None:
-    """Train a head for custom labels from operator-labelled JSONL ('text', 'topics'), on the shared
-    pass, and save it where the enricher finds it (models.custom_heads_dir)."""
+    """Train a head for custom labels from operator-labelled JSONL, one post per line:
+    {"text": "...", "topics": ["label", ...]}. Include posts that carry none of the labels
+    ("topics": []), or the head never learns what is *not* one of them. Saved as
+    <models.custom_heads_dir>/<name>.safetensors, where the enricher finds it; a head of the same
+    name is replaced."""
     from stimmung.models import custom_heads_dir
     from stimmung.models.custom import TrainLabelsError, train_custom_head
     from stimmung.models.datasets import DatasetError, read_topic_jsonl
 
+    name = name or jsonl.stem
+    if not HEAD_NAME.fullmatch(name):
+        fail(f"head name {name!r}: use letters, digits, '_' and '-' only (it names <dir>/<name>.safetensors); "
+             "pass --name")
     try:
         examples = read_topic_jsonl(jsonl)
     except DatasetError as err:
         fail(str(err))
     annotator = _annotator(obj, False, False, heads=False, shared_pass=True)
-    target = custom_heads_dir(obj.settings.models) / f"{name or jsonl.stem}.safetensors"
+    target = custom_heads_dir(obj.settings.models) / f"{name}.safetensors"
+    replacing = target.is_file()
     try:
         result = train_custom_head(annotator, examples, target, min_examples=min_examples)
     except TrainLabelsError as err:
@@ -215,7 +230,8 @@ def models_train_labels(obj: Context, jsonl: Path, name: str | None, min_example
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"saved {result['path']} ({result['examples']} examples, labels: {', '.join(result['labels'])})")
+    click.echo(f"saved {result['path']} ({result['examples']} examples, labels: {', '.join(result['labels'])})"
+               + (" - replaced the head of that name" if replacing else ""))
     for label, f in result["cv"].items():
         click.echo(f"  {label:<20} {result['folds']}-fold CV on your examples: precision {f['precision']:6.2f} "
                    f"recall {f['recall']:6.2f} F1 {f['f1']:6.2f}  ECE {f['ece']:5.2f}")

@@ -52,6 +52,21 @@ def test_evaluate_complaints_names_file_and_line_of_a_malformed_row(tmp_path):
     assert result.exit_code != 0 and "complaint" in result.output and str(missing) in result.output
 
 
+def test_evaluate_germeval_refuses_a_file_with_nothing_in_the_chosen_part(tmp_path):
+    from stimmung.models.datasets import read_germeval
+    from stimmung.models.evaluate import germeval_part
+
+    rows = [f"d{i}\tDie Bahn ist {i} Minuten zu spät\ttrue\tnegative\t" for i in range(40)]
+    path = tmp_path / "ours.tsv"
+    path.write_text("id\ttext\trelevance\tsentiment\tcategory\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    tune_only = [r for r, d in zip(rows, read_germeval(path)) if germeval_part(d) == "tune"]
+    path.write_text("id\ttext\trelevance\tsentiment\tcategory\n" + "\n".join(tune_only) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["models", "evaluate", "germeval", "--tsv", str(path)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"{path}: none of its {len(tune_only)} documents is in the 'heldout' part" in result.output
+    assert "--part all" in result.output
+
+
 @needs_data
 def test_evaluate_germeval_all_reports_relevance_complaint_aspects_and_calibration(tmp_path):
     lines = (DATA / "germeval2017" / "dev.tsv").read_text(encoding="utf-8").splitlines()
@@ -98,3 +113,7 @@ def test_train_labels_saves_a_head_the_enricher_uses(tmp_path, monkeypatch):
     bad.write_text('{"text": "a", "topics": []}\nnot json\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["models", "train-labels", str(bad)])
     assert result.exit_code != 0 and f"{bad}:2" in result.output
+    # the name becomes a file name in the heads directory: nothing may escape it
+    result = CliRunner().invoke(main, ["models", "train-labels", str(labelled), "--name", "../escape"])
+    assert result.exit_code != 0 and "head name '../escape'" in result.output
+    assert not (tmp_path / "escape.safetensors").exists()
