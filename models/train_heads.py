@@ -24,6 +24,11 @@ prototype labels (taxonomy similarity) scored on the same folds as the baseline.
 decision thresholds are fitted on out-of-fold predictions (for each reported fold: on the other
 folds). GermEval's *held-out* part is scored once, at the end, by the chosen heads: never used
 for selection. Runs on cached pools (feature_cache.py); never part of CI.
+
+Sentiment layers trained on GermEval tune as well (train_sentiment --germeval) must not pool the
+documents the heads are fitted on: with layers trained on one half, the heads get the other half;
+with layers trained on all of tune, ``--cross-fit LAYERS_FILE HEADS_FILE`` pools each tune
+document with a file of the same recipe trained on the other half (models/README.md, multi-task).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stimmung.models.evaluate import TUNE_HALVES
 from stimmung.models.heads import (
     Config,
     best_shared_threshold,
@@ -227,22 +233,68 @@ def with_pass(head, annotator):
     return head
 
 
-def germeval_fitting_rows(docs, layers_saw: str) -> np.ndarray:
+def germeval_fitting_rows(docs, layers_saw: str, cross_fitted: bool = False) -> np.ndarray:
     """GermEval tune documents the heads may be fitted on, given which the encoder's layers trained on.
 
     Heads fitted on documents the layers memorised get overconfident out-of-fold thresholds (the
-    multi-task trial in models/README.md), so when the layers saw the 'layers' half of tune the heads
-    get the other half, and layers that saw all of tune are refused.
+    multi-task trial in models/README.md), so when the layers saw one half of tune ('layers' or
+    'heads') the heads get the other half. Layers that saw all of tune are refused unless the tune
+    pools are ``cross_fitted`` (each document pooled by layers trained on the other half only).
     """
     from stimmung.models.evaluate import germeval_part, germeval_tune_half
 
     tune = np.array([germeval_part(d) == "tune" for d in docs])
-    if layers_saw == "none":
+    if layers_saw == "none" or (layers_saw == "all" and cross_fitted):
         return tune
-    if layers_saw == "layers":
-        return tune & np.array([germeval_tune_half(d) == "heads" for d in docs])
+    if layers_saw in TUNE_HALVES:
+        return tune & np.array([germeval_tune_half(d) != layers_saw for d in docs])
     raise SystemExit(f"the sentiment layers were trained on GermEval tune rows {layers_saw!r}: heads fitted on them "
-                     "would be overconfident; train the layers with --aux-rows layers")
+                     "would be overconfident; train the layers with --aux-rows layers, or pass --cross-fit with "
+                     "two files trained on the 'layers' and 'heads' halves by the same recipe")
+
+
+def check_cross_fit_files(main_meta: dict, half_metas: dict[str, dict]) -> None:
+    """The files behind cross-fitted pools must be the shipped recipe trained on one tune half each."""
+    if main_meta.get("germeval_tune_rows") != "all":
+        raise SystemExit("--cross-fit is for layers trained on all of GermEval tune (--aux-rows all); the "
+                         f"sentiment file says {main_meta.get('germeval_tune_rows', 'none')!r}")
+    for half, meta in half_metas.items():
+        if meta.get("germeval_tune_rows") != half:
+            raise SystemExit(f"--cross-fit {half} file: trained on GermEval tune rows "
+                             f"{meta.get('germeval_tune_rows', 'none')!r}, expected {half!r} (--aux-rows {half})")
+        for key in ("base", "top_layers", "max_tokens"):
+            if meta.get(key) != main_meta.get(key):
+                raise SystemExit(f"--cross-fit {half} file: {key} {meta.get(key)!r} differs from the sentiment "
+                                 f"file's {main_meta.get(key)!r}")
+
+
+def cross_fitted_tune_pools(annotator, docs, pools: np.ndarray, files: dict[str, Path], cache_dir: Path) -> np.ndarray:
+    """GermEval pools whose tune rows come from layers that never saw them (``files``: half -> file)."""
+    from stimmung.models.annotators import E5Annotator
+    from stimmung.models.evaluate import germeval_part, germeval_tune_half
+    from stimmung.models.feature_cache import PoolCache
+
+    halves = np.array([germeval_tune_half(d) if germeval_part(d) == "tune" else "" for d in docs])
+    loaded = {half: E5Annotator(sentiment_file=path, topics=False, heads=False) for half, path in files.items()}
+    check_cross_fit_files(annotator.sentiment_meta, {half: a.sentiment_meta for half, a in loaded.items()})
+    unseen = {trained: PoolCache(loaded[trained], cache_dir).pools(
+                  f"germeval-tune-{other}", [d.text for d, h in zip(docs, halves) if h == other])
+              for trained, other in zip(TUNE_HALVES, reversed(TUNE_HALVES))}
+    log.info("GermEval tune pools cross-fitted: %s", {h: str(f) for h, f in files.items()})
+    return cross_fitted(pools, halves, unseen)
+
+
+def cross_fitted(pools: np.ndarray, halves: np.ndarray, unseen: dict[str, np.ndarray]) -> np.ndarray:
+    """``pools`` with the rows of each tune half (``halves``: 'layers', 'heads' or '' outside tune)
+    replaced by ``unseen[h]``: the pools, in row order, that layers trained on the *other* half ``h``
+    give them. Rows outside tune are kept."""
+    out = pools.copy()
+    for trained, other in zip(TUNE_HALVES, reversed(TUNE_HALVES)):
+        rows = halves == other
+        if len(unseen[trained]) != int(rows.sum()):
+            raise ValueError(f"{len(unseen[trained])} pools for the {int(rows.sum())} tune rows of half {other!r}")
+        out[rows] = unseen[trained]
+    return out
 
 
 def germeval_targets(docs):
@@ -271,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--seed", type=int, default=17)
+    p.add_argument("--cross-fit", nargs=2, type=Path, metavar=("LAYERS_FILE", "HEADS_FILE"), default=None,
+                   help="for sentiment layers trained on all of GermEval tune: two files of the same recipe trained "
+                        "on its 'layers' and 'heads' halves (train_sentiment --aux-rows); each tune document is then "
+                        "pooled by the file that did not see it, so the heads may use all of tune")
     p.add_argument("--only", nargs="*",
                    default=["sentiment", "complaint", "relevance", "aspects", "intents", "brand_sentiment"])
     args = p.parse_args(argv)
@@ -287,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     g_long = cache.pools("germeval-dev", [d.text for d in docs], long_tokens=LONG_TOKENS)
     g_counts = hashed_counts([d.text for d in docs])
     heldout_rows = np.array([germeval_part(d) == "heldout" for d in docs])
-    tune = germeval_fitting_rows(docs, annotator.sentiment_meta.get("germeval_tune_rows", "none"))
+    tune = germeval_fitting_rows(docs, annotator.sentiment_meta.get("germeval_tune_rows", "none"), bool(args.cross_fit))
+    if args.cross_fit:
+        g_pools = cross_fitted_tune_pools(annotator, docs, g_pools, dict(zip(TUNE_HALVES, args.cross_fit)), args.cache)
     log.info("GermEval: %d tune documents fit the heads, %d held out", int(tune.sum()), int(heldout_rows.sum()))
     g_rel, g_comp, g_asp = germeval_targets(docs)
     if annotator.topics is None:

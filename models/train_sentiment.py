@@ -312,9 +312,10 @@ def main(argv: list[str] | None = None) -> int:
                         "document sentiment and aspects")
     p.add_argument("--aux-tasks", default=",".join(DEFAULT_AUX_TASKS),
                    help=f"comma-separated, of {','.join(AUX_TASKS)} (with --germeval)")
-    p.add_argument("--aux-rows", choices=("all", "layers"), default="all",
-                   help="GermEval tune rows that train the layers: all, or only the 'layers' half, so that "
-                        "train_heads (which reads this from the model file) fits the heads on the other half")
+    p.add_argument("--aux-rows", choices=("all", "layers", "heads"), default="all",
+                   help="GermEval tune rows that train the layers: all, or one half ('layers' or 'heads'); "
+                        "train_heads reads this from the model file and fits the heads on rows these layers did "
+                        "not see (the other half, or all of tune from two cross-fitted half-trained files)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the GermEval loss (with --germeval)")
     p.add_argument("--aux-repeat", type=int, default=2, help="GermEval batches per epoch, in passes (with --germeval)")
     p.add_argument("--top-layers", type=int, default=TOP,

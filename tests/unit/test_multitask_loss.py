@@ -65,6 +65,41 @@ def test_heads_are_fitted_only_on_germeval_documents_the_layers_did_not_see():
     assert not any(h and germeval_part(d) == "heldout" for h, d in zip(heads_rows, docs))
     with pytest.raises(SystemExit, match="--aux-rows layers"):
         germeval_fitting_rows(docs, "all")
+    # layers trained on the other half leave the 'layers' half to the heads
+    assert germeval_fitting_rows(docs, "heads").tolist() == [t and s for t, s in zip(tune, layers)]
+    # cross-fitted pools (each document pooled by layers that did not see it) free all of tune
+    assert germeval_fitting_rows(docs, "all", cross_fitted=True).tolist() == tune
+
+
+def test_cross_fitted_pools_come_from_the_layers_that_did_not_see_the_row():
+    import numpy as np
+
+    from stimmung.models.train_heads import cross_fitted
+
+    halves = np.array(["layers", "", "heads", "layers", "heads", ""])
+    full = np.zeros((6, 2, 3))
+    # pools that layers trained on half h give the rows of the other half, in row order
+    unseen = {"layers": np.stack([np.full((2, 3), 1.0), np.full((2, 3), 2.0)]),  # rows 2, 4 ('heads' half)
+              "heads": np.stack([np.full((2, 3), 3.0), np.full((2, 3), 4.0)])}  # rows 0, 3 ('layers' half)
+    out = cross_fitted(full, halves, unseen)
+    assert out[:, 0, 0].tolist() == [3.0, 0.0, 1.0, 4.0, 2.0, 0.0]
+    assert not full.any()  # the input is left alone
+    with pytest.raises(ValueError, match="3 pools for the 2 tune rows of half 'heads'"):
+        cross_fitted(full, halves, {**unseen, "layers": np.zeros((3, 2, 3))})
+
+
+def test_cross_fit_files_must_be_the_same_recipe_on_one_half_each():
+    from stimmung.models.train_heads import check_cross_fit_files
+
+    main_meta = {"germeval_tune_rows": "all", "base": "e5-abc", "top_layers": "4", "max_tokens": "64"}
+    halves = {h: {**main_meta, "germeval_tune_rows": h} for h in ("layers", "heads")}
+    check_cross_fit_files(main_meta, halves)  # accepted
+    with pytest.raises(SystemExit, match="for layers trained on all of GermEval tune"):
+        check_cross_fit_files({**main_meta, "germeval_tune_rows": "none"}, halves)
+    with pytest.raises(SystemExit, match="heads file: trained on GermEval tune rows 'layers', expected 'heads'"):
+        check_cross_fit_files(main_meta, {**halves, "heads": halves["layers"]})
+    with pytest.raises(SystemExit, match="layers file: top_layers '12' differs"):
+        check_cross_fit_files(main_meta, {**halves, "layers": {**halves["layers"], "top_layers": "12"}})
 
 
 def test_cv_fold_subsets_and_top_layers_are_checked_before_any_work(tmp_path, capsys):
