@@ -35,13 +35,21 @@ class TrainLabelsError(ValueError):
     pass
 
 
-def train_custom_head(annotator, examples, target: Path, min_examples: int = 8, seed: int = 17) -> dict:
+def trainable_labels(examples, min_examples: int = 8) -> list[str]:
+    """The labels with at least ``min_examples`` positive and negative examples. Needs no model,
+    so the command checks this before loading one."""
     labels_seen = sorted({label for e in examples for label in e.topics})
     counts = {label: sum(label in e.topics for e in examples) for label in labels_seen}
     labels = [label for label in labels_seen if min_examples <= counts[label] <= len(examples) - min_examples]
     if not labels:
         raise TrainLabelsError(f"no label has at least {min_examples} positive and {min_examples} negative examples "
                                f"(counts: {counts or 'no labels'})")
+    return labels
+
+
+def train_custom_head(annotator, examples, target: Path, min_examples: int = 8, seed: int = 17) -> dict:
+    labels = trainable_labels(examples, min_examples)
+    labels_seen = sorted({label for e in examples for label in e.topics})
     y = np.array([[label in e.topics for label in labels] for e in examples], dtype=int)
     pools = annotator.pools([e.text for e in examples])
     k = max(2, min(10, int(y.sum(0).min()), int((1 - y).sum(0).min())))

@@ -209,7 +209,7 @@ def models_train_labels(obj: Context, jsonl: Path, name: str | None, min_example
     <models.custom_heads_dir>/<name>.safetensors, where the enricher finds it; a head of the same
     name is replaced."""
     from stimmung.models import custom_heads_dir
-    from stimmung.models.custom import TrainLabelsError, train_custom_head
+    from stimmung.models.custom import TrainLabelsError, train_custom_head, trainable_labels
     from stimmung.models.datasets import DatasetError, read_topic_jsonl
 
     name = name or jsonl.stem
@@ -218,8 +218,11 @@ def models_train_labels(obj: Context, jsonl: Path, name: str | None, min_example
              "pass --name")
     try:
         examples = read_topic_jsonl(jsonl)
+        trainable_labels(examples, min_examples)  # before the model loads: a too-small file fails fast
     except DatasetError as err:
         fail(str(err))
+    except TrainLabelsError as err:
+        fail(f"{jsonl}: {err}")
     annotator = _annotator(obj, False, False, heads=False, shared_pass=True)
     target = custom_heads_dir(obj.settings.models) / f"{name}.safetensors"
     replacing = target.is_file()

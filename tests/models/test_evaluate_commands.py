@@ -117,3 +117,19 @@ def test_train_labels_saves_a_head_the_enricher_uses(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["models", "train-labels", str(labelled), "--name", "../escape"])
     assert result.exit_code != 0 and "head name '../escape'" in result.output
     assert not (tmp_path / "escape.safetensors").exists()
+
+
+def test_train_labels_with_too_few_examples_fails_before_the_model_loads(tmp_path, monkeypatch):
+    import stimmung.commands.models as commands
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the model was loaded for a file that cannot train a head")
+
+    monkeypatch.setattr(commands, "_annotator", no_model)
+    few = tmp_path / "few.jsonl"
+    rows = [{"text": f"Paket {n} kam nicht an", "topics": ["delivery"]} for n in range(3)]
+    rows += [{"text": f"Schöner Tag {n}", "topics": []} for n in range(20)]
+    few.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["models", "train-labels", str(few)])
+    assert result.exit_code != 0
+    assert f"{few}: no label has at least 8 positive" in result.output and "'delivery': 3" in result.output
