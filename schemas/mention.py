@@ -173,3 +173,9 @@ class EnrichedMention(MentionBase):
     brands: list[BrandMatch] = Field(default_factory=list)
     model_versions: dict[str, str] = Field(default_factory=dict)
     enriched_at: AwareDatetime = Field(default_factory=utcnow)
+
+    def relevant_at(self, minimum: float | None) -> bool:
+        """Whether the relevance head judged this mention about the brand with at least ``minimum``.
+        No minimum, or no relevance (heads off): True, because nothing judged the mention off-topic,
+        and a filter must not silently drop every mention of a deployment without the heads."""
+        return minimum is None or self.relevance is None or self.relevance >= minimum

@@ -185,6 +185,10 @@ class SeriesSettings(_Section):
     sentiment: Literal["negative", "neutral", "positive"] | None = Field(None, description=(
         "Only mentions of this sentiment, e.g. negative (with complaint: false, the series before issue #18)"))
     topic: str | None = Field(None, description="Only mentions with this topic label (e.g. delivery)")
+    min_relevance: float | None = Field(None, ge=0, le=1, description=(
+        "Only mentions the relevance head judges to be about the brand with at least this probability "
+        "(e.g. 0.5: a news story that names the brand in passing is not counted). Mentions without a "
+        "relevance (models.heads off, or a Hugging Face sentiment model) are counted: nothing judged them"))
 
 
 class DetectorSettings(_Section):
@@ -282,6 +286,9 @@ class CaseRouteSettings(_Section):
     sentiments: list[Literal["negative", "neutral", "positive"]] = Field(default_factory=list)
     languages: list[str] = Field(default_factory=list)
     min_influence: float | None = Field(None, ge=0, le=100)
+    min_relevance: float | None = Field(None, ge=0, le=1, description=(
+        "Only mentions whose relevance (probability the post is about the brand) is at least this; "
+        "mentions without a relevance (heads off) still match"))
     query: str | None = Field(None, description="A brand query (keywords, phrases, NEAR, ...) the text must match")
     first_response_sla_s: float = Field(4 * 3600, gt=0)
     resolution_sla_s: float = Field(3 * 86400, gt=0)

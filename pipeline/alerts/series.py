@@ -24,6 +24,7 @@ from stimmung.schemas.mention import EnrichedMention
 MAX_CATCH_UP_WINDOWS = 7 * 288  # a series idle for longer restarts its window clock
 IGNORED_DETECTOR_SETTINGS = ("max_incident_s",)  # accepted for old configs; the level-shift rule bounds incidents
 SHIFT = "sentiment_shift"  # the per-brand series of all mentions the sentiment-shift detector reads
+SERIES_KEY_PARTS = ("brand", "topic", "platform", "sentiment", "signal", "min_relevance")
 
 
 # --- series -------------------------------------------------------------------------------------
@@ -43,6 +44,8 @@ def series_of(mention: EnrichedMention, families: list[SeriesSettings]) -> list[
                 continue
             if family.topic and family.topic not in topics:
                 continue
+            if not mention.relevant_at(family.min_relevance):
+                continue
             splits: list[dict[str, str]] = [{}]
             if "topic" in family.split_by:
                 splits = [{**s, "topic": t} for s in splits for t in topics]
@@ -54,7 +57,9 @@ def series_of(mention: EnrichedMention, families: list[SeriesSettings]) -> list[
                     labels["sentiment"] = family.sentiment
                 if family.complaint:
                     labels["signal"] = "complaint"
-                key = "|".join(f"{k}={labels[k]}" for k in ("brand", "topic", "platform", "sentiment", "signal") if k in labels)
+                if family.min_relevance is not None:  # a family of its own: not one key for two filters
+                    labels["min_relevance"] = f"{family.min_relevance:g}"
+                key = "|".join(f"{k}={labels[k]}" for k in SERIES_KEY_PARTS if k in labels)
                 out[key] = labels
     return list(out.items())
 
@@ -268,5 +273,6 @@ class SeriesBook:
         request = SearchRequest(brand=[labels["brand"]], topic=topic,
                                 sentiment=[labels["sentiment"]] if "sentiment" in labels else [],
                                 platform=[labels["platform"]] if "platform" in labels else [],
+                                min_relevance=float(labels["min_relevance"]) if "min_relevance" in labels else None,
                                 since=start.isoformat(), until=end.isoformat())
         return discover_url(self.settings.kibana.url, request)

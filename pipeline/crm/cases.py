@@ -89,6 +89,8 @@ class Router:
                 continue
             if rule.min_influence is not None and influence < rule.min_influence:
                 continue
+            if not m.relevant_at(rule.min_relevance):
+                continue
             if query is not None and not query.matches(Target.of(m.text, m.language, m.url, None)):
                 continue
             return rule

@@ -57,6 +57,14 @@ class SearchRequest:
     language: list[str] = field(default_factory=list)
     platform: list[str] = field(default_factory=list)
     limit: int = 20
+    min_relevance: float | None = None  # mentions without a relevance (heads off) still match
+
+    def relevance_clause(self) -> dict[str, Any] | None:
+        if self.min_relevance is None:
+            return None
+        return {"bool": {"should": [{"range": {"relevance": {"gte": self.min_relevance}}},
+                                    {"bool": {"must_not": {"exists": {"field": "relevance"}}}}],
+                         "minimum_should_match": 1}}
 
     def facets(self) -> dict[str, list[str]]:
         return {"sentiment.label": self.sentiment, "topic_labels": self.topic, "brand_names": self.brand,
@@ -74,6 +82,8 @@ class SearchRequest:
     def body(self, pseudonyms_for: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
         filters: list[dict[str, Any]] = [{"range": {"@timestamp": self.time_range()}}]
         filters += [{"terms": {name: values}} for name, values in self.facets().items() if values]
+        if (relevance := self.relevance_clause()) is not None:
+            filters.append(relevance)
         must = [c] if (c := self.brand_clause(pseudonyms_for)) else []
         return {
             "query": {"bool": {"must": must, "filter": filters}},
@@ -179,6 +189,8 @@ def discover_url(kibana_url: str, request: SearchRequest,
     kql = " and ".join(
         "(" + " or ".join(f"{name}:{_kql_value(v)}" for v in values) + ")"
         for name, values in request.facets().items() if values)
+    if request.min_relevance is not None:
+        kql = " and ".join(filter(None, [kql, f"(relevance >= {request.min_relevance:g} or not relevance:*)"]))
     filters = []
     clause = request.brand_clause(pseudonyms_for)
     if clause:

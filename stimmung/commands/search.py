@@ -26,6 +26,9 @@ def _pseudonyms_for(obj: Context, client):
 @click.option("--brand", multiple=True, help="Brand name as tagged by the enricher (repeatable).")
 @click.option("--lang", "language", multiple=True, help="Language code (repeatable).")
 @click.option("--platform", multiple=True)
+@click.option("--min-relevance", type=click.FloatRange(0, 1), default=None,
+              help="Only mentions the relevance head judges about the brand with at least this probability "
+                   "(e.g. 0.5); mentions without a relevance (heads off) still match.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Newest N hits.")
 @click.option("--all", "everything", is_flag=True, help="Every hit (for exports; paged, progress on stderr).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "ndjson"]), default=None,
@@ -40,7 +43,7 @@ def _pseudonyms_for(obj: Context, client):
 @click.pass_obj
 def search_cmd(obj: Context, query: str | None, since: str, until: str | None, sentiment: tuple[str, ...],
                topic: tuple[str, ...], brand: tuple[str, ...], language: tuple[str, ...], platform: tuple[str, ...],
-               limit: int, everything: bool, fmt: str | None, as_json: bool, fields: str | None, tz_name: str,
+               min_relevance: float | None, limit: int, everything: bool, fmt: str | None, as_json: bool, fields: str | None, tz_name: str,
                wide: bool, out: str | None, kibana_url: str | None) -> None:
     """Search indexed mentions with a brand query, e.g. 'Nordbahn AND Verspätung*' --since 1h --sentiment negative.
 
@@ -61,7 +64,7 @@ def search_cmd(obj: Context, query: str | None, since: str, until: str | None, s
     if fields and fmt != "csv":
         fail("--fields applies to --format csv")
     request = SearchRequest(query, since, until, list(sentiment), list(topic), list(brand), list(language),
-                            list(platform), 2**31 - 1 if everything else limit)
+                            list(platform), 2**31 - 1 if everything else limit, min_relevance)
     client = es_client(obj)
     bar = _Progress()
     try:
