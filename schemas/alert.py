@@ -34,6 +34,8 @@ class Alert(BaseModel):
     brand: str
     topic: str | None = None
     sentiment: Sentiment | None = None
+    min_relevance: float | None = Field(None, ge=0, le=1, description=(
+        "Spikes of a series family that counts only posts judged relevant at least this much"))
     window_start: AwareDatetime = Field(description="Start of the span tested (one window or a rolling sum)")
     window_end: AwareDatetime
     incident_started: AwareDatetime | None = None

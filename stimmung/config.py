@@ -186,9 +186,10 @@ class SeriesSettings(_Section):
         "Only mentions of this sentiment, e.g. negative (with complaint: false, the series before issue #18)"))
     topic: str | None = Field(None, description="Only mentions with this topic label (e.g. delivery)")
     min_relevance: float | None = Field(None, ge=0, le=1, description=(
-        "Only mentions the relevance head judges to be about the brand with at least this probability "
-        "(e.g. 0.5: a news story that names the brand in passing is not counted). Mentions without a "
-        "relevance (models.heads off, or a Hugging Face sentiment model) are counted: nothing judged them"))
+        "Only mentions the relevance head judges to be about a brand at all with at least this probability "
+        "(e.g. 0.5: a news story that names the brand in passing is not counted; one figure per post, not per "
+        "brand). Mentions without a relevance (models.heads off, or a Hugging Face sentiment model) are "
+        "counted: nothing judged them"))
 
 
 class DetectorSettings(_Section):
@@ -287,7 +288,8 @@ class CaseRouteSettings(_Section):
     languages: list[str] = Field(default_factory=list)
     min_influence: float | None = Field(None, ge=0, le=100)
     min_relevance: float | None = Field(None, ge=0, le=1, description=(
-        "Only mentions whose relevance (probability the post is about the brand) is at least this; "
+        "Only mentions whose relevance (probability the post is about a brand at all, one figure per post) "
+        "is at least this; "
         "mentions without a relevance (heads off) still match"))
     query: str | None = Field(None, description="A brand query (keywords, phrases, NEAR, ...) the text must match")
     first_response_sla_s: float = Field(4 * 3600, gt=0)

@@ -38,7 +38,8 @@ def summary(alert: Alert) -> str:
     if alert.kind == "sla":
         prefix = "Resolved: " if alert.event == "resolved" else ""
         return f"{prefix}SLA breach: case {alert.case_id} ({alert.queue}, {alert.brand}) — {alert.detail}"
-    what = f"{alert.brand}" + (f" / {alert.topic}" if alert.topic else "") + (f" ({alert.sentiment})" if alert.sentiment else "")
+    what = (f"{alert.brand}" + (f" / {alert.topic}" if alert.topic else "") + (f" ({alert.sentiment})" if alert.sentiment else "")
+            + (f" (relevance ≥ {alert.min_relevance:g})" if alert.min_relevance is not None else ""))
     minutes = int((alert.window_end - alert.window_start).total_seconds() // 60)
     if alert.kind == "sentiment_shift":
         if alert.event == "resolved":

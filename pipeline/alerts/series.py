@@ -58,7 +58,7 @@ def series_of(mention: EnrichedMention, families: list[SeriesSettings]) -> list[
                 if family.complaint:
                     labels["signal"] = "complaint"
                 if family.min_relevance is not None:  # a family of its own: not one key for two filters
-                    labels["min_relevance"] = f"{family.min_relevance:g}"
+                    labels["min_relevance"] = repr(float(family.min_relevance))  # exact: two minimums, two keys
                 key = "|".join(f"{k}={labels[k]}" for k in SERIES_KEY_PARTS if k in labels)
                 out[key] = labels
     return list(out.items())
@@ -214,6 +214,7 @@ class SeriesBook:
             alert_id=v.incident_id or f"{key}@{int(ws)}", event_id=f"{v.incident_id}:{event}:{int(ws)}", event=event,
             status="resolved" if event == "resolved" else "firing", severity=severity, series=key,
             brand=labels["brand"], topic=labels.get("topic"), sentiment=labels.get("sentiment"),
+            min_relevance=float(labels["min_relevance"]) if "min_relevance" in labels else None,
             window_start=start, window_end=end,
             incident_started=datetime.fromtimestamp(v.incident_started, timezone.utc) if v.incident_started else None,
             observed=int(v.observed), expected=round(v.expected, 3), p_value=min(1.0, max(0.0, v.p_value)),

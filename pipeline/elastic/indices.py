@@ -157,7 +157,7 @@ def alerts_mapping() -> dict[str, Any]:
             "@timestamp": date_, "schema_version": {"type": "short"},
             "kind": keyword, "case_id": keyword, "queue": keyword, "detail": {"type": "text"},
             "alert_id": keyword, "event_id": keyword, "event": keyword, "status": keyword, "severity": keyword,
-            "series": keyword, "brand": keyword, "topic": keyword, "sentiment": keyword,
+            "series": keyword, "brand": keyword, "topic": keyword, "sentiment": keyword, "min_relevance": {"type": "float"},
             "window_start": date_, "window_end": date_, "incident_started": date_, "observed": count,
             "expected": {"type": "double"}, "p_value": {"type": "double"},
             "expected_lower": {"type": "double"}, "expected_upper": {"type": "double"}, "score": {"type": "double"},

@@ -190,7 +190,7 @@ def discover_url(kibana_url: str, request: SearchRequest,
         "(" + " or ".join(f"{name}:{_kql_value(v)}" for v in values) + ")"
         for name, values in request.facets().items() if values)
     if request.min_relevance is not None:
-        kql = " and ".join(filter(None, [kql, f"(relevance >= {request.min_relevance:g} or not relevance:*)"]))
+        kql = " and ".join(filter(None, [kql, f"(relevance >= {float(request.min_relevance)!r} or not relevance:*)"]))
     filters = []
     clause = request.brand_clause(pseudonyms_for)
     if clause:

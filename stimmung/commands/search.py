@@ -63,8 +63,9 @@ def search_cmd(obj: Context, query: str | None, since: str, until: str | None, s
         fail(str(err))
     if fields and fmt != "csv":
         fail("--fields applies to --format csv")
-    request = SearchRequest(query, since, until, list(sentiment), list(topic), list(brand), list(language),
-                            list(platform), 2**31 - 1 if everything else limit, min_relevance)
+    request = SearchRequest(query=query, since=since, until=until, sentiment=list(sentiment), topic=list(topic),
+                            brand=list(brand), language=list(language), platform=list(platform),
+                            limit=2**31 - 1 if everything else limit, min_relevance=min_relevance)
     client = es_client(obj)
     bar = _Progress()
     try:

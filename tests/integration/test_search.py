@@ -77,27 +77,3 @@ def test_a_missing_analyzer_is_detected_and_warned_about_not_fatal(settings, cap
     assert caps.analyzer_for("no_such_analyzer") == "standard"
     assert any("no_such_analyzer" in r.getMessage() for r in caplog.records)
 
-
-def test_min_relevance_keeps_mentions_about_the_brand_and_those_nothing_judged(settings):
-    from stimmung.pipeline.elastic.search import SearchRequest, search
-
-    client = Elasticsearch(settings.elasticsearch.url)
-    setup = ensure_indices(client, settings.elasticsearch)
-    index = settings.elasticsearch.mentions_index
-    docs = [mention("r1", "Relevanzbahn: mein Zug fällt schon wieder aus", "de").model_copy(update={"relevance": 0.93}),
-            mention("r2", "Messe Berlin: Relevanzbahn fährt Sonderzüge zur Messe", "de").model_copy(update={"relevance": 0.12}),
-            mention("r3", "Relevanzbahn, wo bleibt mein Zug?", "de")]  # heads off: no relevance
-    for m in docs:
-        target = setup.layout.index_for(m.created_at)
-        ensure_period_index(client, setup.layout, target, setup.ilm)
-        client.index(index=target, id=m.mention_id, document=to_document(m))
-    client.indices.refresh(index=index)
-
-    def found(minimum: float | None) -> set[str]:
-        result = search(client, index, SearchRequest("Relevanzbahn", since="1h", min_relevance=minimum))
-        by_id = {m.mention_id: m.native_id for m in docs}
-        return {by_id[h["mention_id"]] for h in result.hits}
-
-    assert found(None) == {"r1", "r2", "r3"}
-    assert found(0.5) == {"r1", "r3"}, "the news aside is filtered; an unjudged mention is not dropped"
-    assert found(0.95) == {"r3"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime, timedelta, timezone
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 from stimmung.pipeline.elastic.search import PAGE_SIZE
@@ -95,3 +96,24 @@ def test_an_export_past_one_page_is_paged_completely_with_progress(settings, con
     limited = cli(conf, "search", "Stromfix", "--limit", str(PAGE_SIZE + 10), "--format", "csv", "--fields", "mention_id")
     assert limited.exit_code == 0
     assert len(limited.stdout.splitlines()) == 1 + PAGE_SIZE + 10
+
+
+def test_min_relevance_keeps_posts_about_a_brand_and_those_nothing_judged(settings, config, tmp_path):
+    now = datetime.now(timezone.utc)
+    about = enriched("r1", "Relevanzbahn: mein Zug fällt schon wieder aus", now).model_copy(update={"relevance": 0.93})
+    aside = enriched("r2", "Messe Berlin: Relevanzbahn fährt Sonderzüge zur Messe", now).model_copy(update={"relevance": 0.12})
+    unjudged = enriched("r3", "Relevanzbahn, wo bleibt mein Zug?", now)  # heads off: no relevance
+    index_mentions(settings, [about, aside, unjudged])
+    conf = settings_file(config, tmp_path / "settings.yaml", kibana={"url": "http://kibana.example:5601"})
+
+    def found(*option: str) -> set[str]:
+        done = cli(conf, "search", "Relevanzbahn", "--json", *option)
+        assert done.exit_code == 0, done.output
+        return {h["mention_id"] for h in json.loads(done.stdout)["mentions"]}
+
+    assert found() == {about.mention_id, aside.mention_id, unjudged.mention_id}
+    assert found("--min-relevance", "0.5") == {about.mention_id, unjudged.mention_id}, "the aside goes, the unjudged stays"
+    assert found("--min-relevance", "0.95") == {unjudged.mention_id}
+    link = json.loads(cli(conf, "search", "Relevanzbahn", "--json", "--min-relevance", "0.5").stdout)["discover_url"]
+    assert "relevance >= 0.5 or not relevance:*" in unquote(link)
+    assert cli(conf, "search", "Relevanzbahn", "--min-relevance", "1.5").exit_code == 2

@@ -64,3 +64,27 @@ def test_the_alert_of_a_relevance_family_links_to_the_same_slice_in_discover():
     assert '(topic_labels:"complaint") and (brand_names:"Nordbahn") and (relevance >= 0.5 or not relevance:*)' in link
     plain = unquote(book.discover_link({"brand": "Nordbahn", "signal": "complaint"}, start, end))
     assert "relevance" not in plain
+
+
+def test_two_close_minimums_are_two_series_and_the_page_says_which_family_it_is():
+    from stimmung.pipeline.alerts.deliveries import summary
+    from stimmung.schemas.alert import Alert
+
+    keys = [k for k, _ in series_of(mention(0.9), [SeriesSettings(min_relevance=0.1234567),
+                                                   SeriesSettings(min_relevance=0.1234568)])]
+    assert keys == ["brand=Nordbahn|signal=complaint|min_relevance=0.1234567",
+                    "brand=Nordbahn|signal=complaint|min_relevance=0.1234568"]
+    start = datetime(2026, 12, 7, 9, tzinfo=timezone.utc)
+    spike = dict(status="firing", severity="warning", brand="Nordbahn", window_start=start,
+                 window_end=start.replace(minute=5), observed=30, expected=3.0, p_value=0.001)
+    assert "Complaint spike for Nordbahn (relevance ≥ 0.5): 30 mentions" in summary(Alert(alert_id="a", min_relevance=0.5, **spike))
+    assert "relevance" not in summary(Alert(alert_id="b", **spike))
+
+
+def test_the_strict_alerts_index_maps_every_field_an_alert_carries():
+    """The alerts index refuses unknown fields: a new Alert field without a mapping would fail
+    every alert's indexing."""
+    from stimmung.pipeline.elastic.indices import alerts_mapping
+    from stimmung.schemas.alert import Alert
+
+    assert set(Alert.model_fields) <= set(alerts_mapping()["properties"])
