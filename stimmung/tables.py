@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 SENTIMENT_COLOURS = {"negative": "red", "positive": "green"}
 WIDE_FROM = 120  # columns: from here on every column fits without squeezing the text
-# What a CSV export can hold (--fields), in its default order.
+# What a CSV export holds by default (--fields), in this order; the trained heads' figures on request.
 EXPORT_FIELDS = ("time", "mention_id", "platform", "language", "sentiment", "sentiment_score", "topics", "brands",
                  "author", "followers", "influence", "likes", "shares", "replies", "url", "text")
+OPTIONAL_FIELDS = ("relevance", "complaint", "complaint_probability")
 
 
 def display_zone(name: str | None) -> tzinfo:
@@ -92,6 +93,7 @@ def search_table(result: SearchResult, query: str | None, zone: tzinfo = timezon
 def export_row(hit: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
     """One hit flattened to the EXPORT_FIELDS (time as ISO 8601 in the display zone)."""
     senti, author, engagement = hit.get("sentiment") or {}, hit.get("author") or {}, hit.get("engagement") or {}
+    complaint = hit.get("complaint") or {}
     stamp = hit.get("@timestamp")
     iso = ""
     if stamp:
@@ -103,7 +105,13 @@ def export_row(hit: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
             "brands": "|".join(hit.get("brand_names", [])), "author": author.get("pseudonym", ""),
             "followers": author.get("follower_count", ""), "influence": author.get("influence", ""),
             "likes": engagement.get("likes", ""), "shares": engagement.get("shares", ""),
-            "replies": engagement.get("replies", ""), "url": hit.get("url") or "", "text": hit.get("text") or ""}
+            "replies": engagement.get("replies", ""), "url": hit.get("url") or "", "text": hit.get("text") or "",
+            "relevance": _blank_if_none(hit.get("relevance")), "complaint": complaint.get("label", ""),
+            "complaint_probability": _blank_if_none(complaint.get("probability"))}
+
+
+def _blank_if_none(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def parse_fields(spec: str | None) -> list[str]:
@@ -111,9 +119,10 @@ def parse_fields(spec: str | None) -> list[str]:
     if not spec:
         return list(EXPORT_FIELDS)
     fields = [f.strip() for f in spec.split(",") if f.strip()]
-    unknown = [f for f in fields if f not in EXPORT_FIELDS]
+    unknown = [f for f in fields if f not in EXPORT_FIELDS + OPTIONAL_FIELDS]
     if unknown or not fields:
-        raise ValueError(f"--fields: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(EXPORT_FIELDS)}")
+        raise ValueError(f"--fields: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(EXPORT_FIELDS + OPTIONAL_FIELDS)}")
     return fields
 
 

@@ -26,8 +26,11 @@ from stimmung.brandquery import parse
 
 # The Kibana data view for the mentions alias has this id in deploy/kibana/ (import keeps it).
 MENTIONS_DATA_VIEW_ID = "stimmung-mentions"
+# Everything the table and the CSV columns (stimmung/tables.py EXPORT_FIELDS) read, and no more
 SOURCE_FIELDS = ["@timestamp", "mention_id", "platform", "language", "sentiment.label", "sentiment.score",
-                 "topic_labels", "brand_names", "author.pseudonym", "author.follower_count", "text", "url"]
+                 "topic_labels", "brand_names", "author.pseudonym", "author.follower_count", "author.influence",
+                 "engagement.likes", "engagement.shares", "engagement.replies", "relevance", "complaint.label",
+                 "complaint.probability", "text", "url"]
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 PAGE_SIZE = 1000
 # time, then the mention id: a total order, so search_after never skips ties at a page border

@@ -117,3 +117,23 @@ def test_min_relevance_keeps_posts_about_a_brand_and_those_nothing_judged(settin
     link = json.loads(cli(conf, "search", "Relevanzbahn", "--json", "--min-relevance", "0.5").stdout)["discover_url"]
     assert "relevance >= 0.5 or not relevance:*" in unquote(link)
     assert cli(conf, "search", "Relevanzbahn", "--min-relevance", "1.5").exit_code == 2
+
+
+def test_csv_columns_carry_engagement_influence_and_the_trained_heads_figures(settings, config, tmp_path):
+    from stimmung.schemas.mention import ComplaintResult, Engagement, PseudonymousAuthor
+
+    m = enriched("c1", "Spaltenbahn: Erstattung seit Wochen offen", datetime.now(timezone.utc)).model_copy(update={
+        "engagement": Engagement(likes=7, shares=2, replies=3),
+        "author": PseudonymousAuthor(pseudonym="p" * 16, follower_count=120, influence=42.5),
+        "relevance": 0.875, "complaint": ComplaintResult(label="complaint", probability=0.75)})
+    index_mentions(settings, [m])
+    conf = settings_file(config, tmp_path / "settings.yaml")
+    out = tmp_path / "columns.csv"
+    done = cli(conf, "search", "Spaltenbahn", "--format", "csv", "--out", str(out), "--fields",
+               "mention_id,followers,influence,likes,shares,replies,relevance,complaint,complaint_probability")
+    assert done.exit_code == 0, done.output
+    [row] = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert row == {"mention_id": m.mention_id, "followers": "120", "influence": "42.5", "likes": "7", "shares": "2",
+                   "replies": "3", "relevance": "0.875", "complaint": "complaint", "complaint_probability": "0.75"}
+    default = cli(conf, "search", "Spaltenbahn", "--format", "csv")
+    assert default.stdout.splitlines()[0].endswith("replies,url,text"), "the heads' columns only on request"
