@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # instead of a connection held open for the producer's default two minutes.
 SEND_TIMEOUT_S = 15.0
 RETRY_AFTER_S = 30
+LISTENING = "listening"  # the readiness check that the push port is bound
 
 
 def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
@@ -134,12 +135,19 @@ def make_app(receiver: WebhookReceiver, max_body_bytes: int = 1024 * 1024) -> we
     return app
 
 
+def not_listening_yet() -> None:
+    """Register the readiness check ``listening`` as false. Called before anything else can say
+    ready: the role's Kafka wait marks the check "kafka" true the moment the broker answers, well
+    before ``serve`` binds the port, and /readyz would say 200 into that gap."""
+    HEALTH.set_ready(LISTENING, False, "not accepting pushes yet")
+
+
 async def serve(app: web.Application, host: str, port: int) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then close it gracefully.
 
-    Readiness is set only once the listening socket is bound: set any earlier (aiohttp runs the
-    app's startup hooks before it binds), /readyz says 200 while a push to the port is refused,
-    and a load balancer would route into that gap.
+    The readiness check ``listening`` turns true only once the listening socket is bound: set any
+    earlier (aiohttp runs the app's startup hooks before it binds), /readyz says 200 while a push
+    to the port is refused, and a load balancer would route into that gap.
     """
     import signal
 
@@ -148,6 +156,7 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     try:
         await web.TCPSite(runner, host, port).start()
         HEALTH.set_ready("kafka", True, "producer connected")
+        HEALTH.set_ready(LISTENING, True, f"accepting pushes on {host}:{port}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,6 +168,6 @@ async def serve(app: web.Application, host: str, port: int) -> None:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         # no new pushes routed here while the ones in flight finish
-        HEALTH.set_ready("kafka", False, "shutting down")
+        HEALTH.set_ready(LISTENING, False, "shutting down")
     finally:
         await runner.cleanup()

@@ -1,4 +1,5 @@
-"""The webhook receiver says ready only once its port accepts pushes, and stops on SIGTERM."""
+"""The webhook receiver says ready only once its port accepts pushes (also when Kafka comes back
+before the port is bound), and stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def test_ready_is_set_only_after_the_port_accepts_and_sigterm_stops_the_receiver
         real_set_ready(check, ok, detail)
 
     monkeypatch.setattr(HEALTH, "set_ready", recording_set_ready)
-    HEALTH.checks.pop("kafka", None)
+    for check in ("kafka", "listening"):
+        HEALTH.checks.pop(check, None)
 
     async def scenario() -> None:
         task = asyncio.create_task(serve(app, "127.0.0.1", port))
@@ -60,12 +62,48 @@ def test_ready_is_set_only_after_the_port_accepts_and_sigterm_stops_the_receiver
 
     try:
         asyncio.run(scenario())
-        assert HEALTH.readiness()[1]["checks"]["kafka"] == {"ok": False, "detail": "shutting down"}
+        assert HEALTH.readiness()[1]["checks"]["listening"] == {"ok": False, "detail": "shutting down"}
     finally:
-        HEALTH.checks.pop("kafka", None)
+        for check in ("kafka", "listening"):
+            HEALTH.checks.pop(check, None)
     assert port_open_when == {"startup": False, "ready": True}
     assert not port_accepts(port)
 
 
 async def _record(into: dict, moment: str, port: int) -> None:
     into[moment] = await asyncio.to_thread(port_accepts, port)
+
+
+def test_the_role_is_not_ready_when_kafka_comes_back_before_the_port_is_bound(monkeypatch, tmp_path):
+    """Started while the broker is away, the role waits for Kafka in start_role, and that wait
+    marks the check "kafka" true the moment the broker answers, before serve binds the port. The
+    role must still say not ready then (seen in CI: /readyz 200, the push refused)."""
+    from click.testing import CliRunner
+
+    import stimmung.commands.sources as sources
+    import stimmung.kafka
+    from stimmung.cli import main
+
+    seen = {}
+
+    def start_role_whose_kafka_wait_just_ended(settings, create_topics=True):
+        HEALTH.set_ready("kafka", True, "connected")  # what KafkaWait.recovered() does
+        seen["after the kafka wait"] = HEALTH.readiness()
+
+    async def serve_records(app, host, port):
+        seen["serve called"] = True
+
+    monkeypatch.setattr(sources, "start_role", start_role_whose_kafka_wait_just_ended)
+    monkeypatch.setattr(stimmung.kafka, "make_producer", lambda *a, **k: type("P", (), {"close": lambda self: None})())
+    monkeypatch.setattr("stimmung.connectors.webhook.receiver.serve", serve_records)
+    for check in ("kafka", "listening"):
+        HEALTH.checks.pop(check, None)
+    try:
+        result = CliRunner().invoke(main, ["webhook"], env={"STIMMUNG_CONNECTORS__WEBHOOK__GENERIC_SECRET": "s3cret"})
+        assert result.exit_code == 0, result.output
+        assert seen["serve called"]
+        ready, detail = seen["after the kafka wait"]
+        assert not ready and detail["checks"]["listening"]["ok"] is False
+    finally:
+        for check in ("kafka", "listening"):
+            HEALTH.checks.pop(check, None)
