@@ -10,10 +10,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stimmung.connectors.webhook.receiver import WebhookReceiver, make_app, not_listening_yet, serve
+    from stimmung.connectors.webhook.receiver import WebhookReceiver, make_app, serve
 
-_LAZY = {name: "stimmung.connectors.webhook.receiver" for name in ("WebhookReceiver", "make_app", "not_listening_yet", "serve")}
-__all__ = ["WebhookReceiver", "make_app", "not_listening_yet", "serve"]
+_LAZY = {name: "stimmung.connectors.webhook.receiver" for name in ("WebhookReceiver", "make_app", "serve")}
+__all__ = ["WebhookReceiver", "make_app", "serve"]
 
 
 def __getattr__(name: str) -> Any:

@@ -27,6 +27,7 @@ from kafka.errors import KafkaError
 from stimmung.connectors.webhook.mapping import from_generic, from_meta
 from stimmung.health import HEALTH, beat_forever
 from stimmung.kafka import DeadLetters, confirm_sent
+from stimmung.listening import serve_app
 from stimmung.metrics import MENTIONS_FETCHED, MENTIONS_PUBLISHED
 from stimmung.schemas.deadletter import DeadLetter
 from stimmung.schemas.mention import RawMention
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 # instead of a connection held open for the producer's default two minutes.
 SEND_TIMEOUT_S = 15.0
 RETRY_AFTER_S = 30
-LISTENING = "listening"  # the readiness check that the push port is bound
 
 
 def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
@@ -135,39 +135,7 @@ def make_app(receiver: WebhookReceiver, max_body_bytes: int = 1024 * 1024) -> we
     return app
 
 
-def not_listening_yet() -> None:
-    """Register the readiness check ``listening`` as false. Called before anything else can say
-    ready: the role's Kafka wait marks the check "kafka" true the moment the broker answers, well
-    before ``serve`` binds the port, and /readyz would say 200 into that gap."""
-    HEALTH.set_ready(LISTENING, False, "not accepting pushes yet")
-
-
 async def serve(app: web.Application, host: str, port: int) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then close it gracefully.
-
-    The readiness check ``listening`` turns true only once the listening socket is bound: set any
-    earlier (aiohttp runs the app's startup hooks before it binds), /readyz says 200 while a push
-    to the port is refused, and a load balancer would route into that gap.
-    """
-    import signal
-
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        HEALTH.set_ready("kafka", True, "producer connected")
-        HEALTH.set_ready(LISTENING, True, f"accepting pushes on {host}:{port}")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            # a second signal during the drain below ends the process the default way
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-        # no new pushes routed here while the ones in flight finish
-        HEALTH.set_ready(LISTENING, False, "shutting down")
-    finally:
-        await runner.cleanup()
+    """Serve the receiver until SIGTERM or SIGINT; ready only once the push port is bound
+    (stimmung/listening.py; the command calls ``not_listening_yet`` before its Kafka wait)."""
+    await serve_app(app, host, port, "pushes", on_bound=lambda: HEALTH.set_ready("kafka", True, "producer connected"))

@@ -96,16 +96,18 @@ def consent_show(obj: Context, platform: str, handle: str) -> None:
 @click.pass_obj
 def consent_serve(obj: Context) -> None:
     """Serve the consent API for CRM systems (bearer token from crm.api.token[_file])."""
-    from aiohttp import web
+    import asyncio
 
     from stimmung.config import read_secret
+    from stimmung.listening import not_listening_yet, serve_app
     from stimmung.pipeline.crm.consent_api import make_consent_app
 
     s = obj.settings
     token = read_secret(s.crm.api.token, s.crm.api.token_file, "crm.api.token")
     if not token or len(token) < 16:
         fail("crm.api.token: set a token of at least 16 characters (env or *_file); the API never runs open")
+    not_listening_yet()  # the Kafka and Elasticsearch waits below must not make it look ready
     start_role(s, create_topics=False)
     app = make_consent_app(_consent_service(obj, wait=True), token)
     log.info("consent API listening", extra={"host": s.crm.api.host, "port": s.crm.api.port})
-    web.run_app(app, host=s.crm.api.host, port=s.crm.api.port, print=None)
+    asyncio.run(serve_app(app, s.crm.api.host, s.crm.api.port))

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from stimmung.commands.common import Context, fail
+from stimmung.listening import not_listening_yet
 from stimmung.roles import start_role
 
 log = logging.getLogger("stimmung")
@@ -131,7 +132,7 @@ def connect(obj: Context, name: str, once: bool, no_resume: bool, check: bool) -
 def webhook(obj: Context) -> None:
     """Run the webhook receiver (Meta-style and generic signed JSON pushes -> raw topic)."""
     from stimmung.config import read_secret
-    from stimmung.connectors.webhook import WebhookReceiver, make_app, not_listening_yet, serve
+    from stimmung.connectors.webhook import WebhookReceiver, make_app, serve
     from stimmung.kafka import DeadLetters, make_producer
 
     s = obj.settings
@@ -141,7 +142,7 @@ def webhook(obj: Context) -> None:
     if not secrets["meta_app_secret"] and not secrets["generic_secret"]:
         fail("connectors.webhook: set meta_app_secret and/or generic_secret (env or *_file); "
              "unsigned webhooks are never accepted")
-    not_listening_yet()  # before the Kafka wait in start_role can say ready
+    not_listening_yet("pushes")  # before the Kafka wait in start_role can say ready
     start_role(s)
     # bounded waits: a push during a broker outage is answered 503 in seconds (receiver.SEND_TIMEOUT_S)
     producer = make_producer(s.kafka, max_block_ms=10_000, request_timeout_ms=10_000, delivery_timeout_ms=15_000)

@@ -1,5 +1,5 @@
-"""The webhook receiver says ready only once its port accepts pushes (also when Kafka comes back
-before the port is bound), and stops on SIGTERM."""
+"""Roles that serve HTTP say ready only once their port accepts (also when Kafka comes back
+before the port is bound), and stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -103,6 +103,42 @@ def test_the_role_is_not_ready_when_kafka_comes_back_before_the_port_is_bound(mo
         assert result.exit_code == 0, result.output
         assert seen["serve called"]
         ready, detail = seen["after the kafka wait"]
+        assert not ready and detail["checks"]["listening"]["ok"] is False
+    finally:
+        for check in ("kafka", "listening"):
+            HEALTH.checks.pop(check, None)
+
+
+def test_the_consent_api_is_not_ready_before_its_port_is_bound(monkeypatch):
+    """Same gap in `stimmung consent serve`: its Kafka and Elasticsearch waits end before the
+    API's port is bound (and aiohttp's startup hooks, where the API says it is up, run before
+    the bind too)."""
+    from click.testing import CliRunner
+
+    import stimmung.commands.consent as consent
+    import stimmung.listening
+    from stimmung.cli import main
+
+    seen = {}
+
+    def start_role_whose_kafka_wait_just_ended(settings, create_topics=True):
+        HEALTH.set_ready("kafka", True, "connected")
+        seen["after the waits"] = HEALTH.readiness()
+
+    async def serve_records(app, host, port, *args, **kwargs):
+        seen["serve called"] = (host, port)
+
+    monkeypatch.setattr(consent, "start_role", start_role_whose_kafka_wait_just_ended)
+    monkeypatch.setattr(consent, "_consent_service", lambda obj, wait=False: object())
+    monkeypatch.setattr("stimmung.pipeline.crm.consent_api.make_consent_app", lambda service, token: web.Application())
+    monkeypatch.setattr(stimmung.listening, "serve_app", serve_records)
+    for check in ("kafka", "listening"):
+        HEALTH.checks.pop(check, None)
+    try:
+        result = CliRunner().invoke(main, ["consent", "serve"], env={"STIMMUNG_CRM__API__TOKEN": "a-token-of-16-chars-or-more"})
+        assert result.exit_code == 0, result.output
+        assert "serve called" in seen
+        ready, detail = seen["after the waits"]
         assert not ready and detail["checks"]["listening"]["ok"] is False
     finally:
         for check in ("kafka", "listening"):
