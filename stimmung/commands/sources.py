@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from stimmung.commands.common import Context, fail
-from stimmung.listening import not_listening_yet
 from stimmung.roles import start_role
 
 log = logging.getLogger("stimmung")
@@ -134,6 +133,7 @@ def webhook(obj: Context) -> None:
     from stimmung.config import read_secret
     from stimmung.connectors.webhook import WebhookReceiver, make_app, serve
     from stimmung.kafka import DeadLetters, make_producer
+    from stimmung.listening import not_listening_yet
 
     s = obj.settings
     w = s.connectors.webhook
