@@ -64,6 +64,11 @@ def series_of(mention: EnrichedMention, families: list[SeriesSettings]) -> list[
     return list(out.items())
 
 
+def _min_relevance(labels: dict[str, str]) -> float | None:
+    """The relevance minimum of the series' family (kept in its labels as written in its key)."""
+    return float(labels["min_relevance"]) if "min_relevance" in labels else None
+
+
 def is_complaint(mention: EnrichedMention) -> bool:
     """The trained complaint head's decision; without the heads (models.heads off, or a Hugging
     Face sentiment model) the prototype 'complaint' topic stands in."""
@@ -214,8 +219,7 @@ class SeriesBook:
             alert_id=v.incident_id or f"{key}@{int(ws)}", event_id=f"{v.incident_id}:{event}:{int(ws)}", event=event,
             status="resolved" if event == "resolved" else "firing", severity=severity, series=key,
             brand=labels["brand"], topic=labels.get("topic"), sentiment=labels.get("sentiment"),
-            min_relevance=float(labels["min_relevance"]) if "min_relevance" in labels else None,
-            window_start=start, window_end=end,
+            min_relevance=_min_relevance(labels), window_start=start, window_end=end,
             incident_started=datetime.fromtimestamp(v.incident_started, timezone.utc) if v.incident_started else None,
             observed=int(v.observed), expected=round(v.expected, 3), p_value=min(1.0, max(0.0, v.p_value)),
             sentiment_mix=sentiment_mix, platform_mix=platform_mix,
@@ -274,6 +278,6 @@ class SeriesBook:
         request = SearchRequest(brand=[labels["brand"]], topic=topic,
                                 sentiment=[labels["sentiment"]] if "sentiment" in labels else [],
                                 platform=[labels["platform"]] if "platform" in labels else [],
-                                min_relevance=float(labels["min_relevance"]) if "min_relevance" in labels else None,
+                                min_relevance=_min_relevance(labels),
                                 since=start.isoformat(), until=end.isoformat())
         return discover_url(self.settings.kibana.url, request)

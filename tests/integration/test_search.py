@@ -76,4 +76,3 @@ def test_a_missing_analyzer_is_detected_and_warned_about_not_fatal(settings, cap
     assert caps.analyzers == frozenset({"german"})
     assert caps.analyzer_for("no_such_analyzer") == "standard"
     assert any("no_such_analyzer" in r.getMessage() for r in caplog.records)
-
